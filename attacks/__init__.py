@@ -1,0 +1,27 @@
+"""Adversarial attacks as generators of Steps, their registry, metrics and the 8-bit verification."""
+
+from attacks.base import Attack, AttackError, Goal, Param, Step
+from attacks.bim import BIM
+from attacks.fgsm import FGSM
+from attacks.mifgsm import MIFGSM
+from attacks.pgd import PGD
+from attacks.pgd_l2 import PGDL2
+from attacks.relabel import Relabel
+
+#: Every attack by registry name. Tests iterate over this dict, so a new entry is tested by existing tests.
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (Relabel, FGSM, BIM, PGD, PGDL2, MIFGSM)
+}
+DEFAULT_ATTACK = "relabel"
+
+
+def make_attack(name: str, **params: float) -> Attack:
+    """Build a registered attack; unknown names and bad parameters raise AttackError with one clear line."""
+    try:
+        cls = ATTACKS[name]
+    except KeyError:
+        raise AttackError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACKS)}") from None
+    return cls(**params)
+
+
+__all__ = ["ATTACKS", "DEFAULT_ATTACK", "Attack", "AttackError", "Goal", "Param", "Step", "make_attack"]

@@ -1,0 +1,171 @@
+"""Carlini-Wagner L2: Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks" (IEEE S&P 2017).
+
+arXiv:1608.04644. L2. Change of variables x' = (tanh(w) + 1) / 2 keeps every pixel in [0,1]; Adam on w minimises
+||x' - x0||^2 + c * f(x') with f = max(max_{i!=t} Z_i - Z_t, -kappa) (targeted) or max(Z_s - max_{i!=s} Z_i, -kappa)
+(untargeted), Z the logits. A binary search over c, per sample, runs `binary_steps` stages of `steps` Adam steps:
+each stage restarts from the original image; c shrinks after a stage that found an adversarial image and grows
+(x10 until one is found, then bisection) after one that did not. A stage ends early when its loss has not fallen
+by 0.01% over a tenth of its steps (the authors' abort_early).
+
+The logits are taken at the 8-bit rounding of x' (straight-through), so every image counted as found is one that
+fools the model once saved; the reported image is the lowest-L2 such image so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from attacks.base import Attack, Goal, Param, Step, _Trace
+from attacks.metrics import quantize, quantize_ste
+
+_BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
+_UPPER_INIT = 1e10  # "no success yet" upper bound of c, as in the authors' code
+
+
+def _margin(logits: Tensor, goal: Goal) -> Tensor:
+    """(N,K) -> (N,) max_{i!=t} Z_i - Z_t (targeted) or Z_s - max_{i!=s} Z_i; below -kappa: found."""
+    cls = goal.source if goal.target is None else goal.target
+    own = logits.gather(1, cls[:, None])[:, 0]  # (N,)
+    other = logits.scatter(1, cls[:, None], float("-inf")).amax(dim=1)  # (N,)
+    return own - other if goal.target is None else other - own
+
+
+def _to_w(x: Tensor) -> Tensor:
+    """Inverse of (tanh(w)+1)/2; scaled by 1-1e-6 so 0 and 1 stay finite (as the authors do)."""
+    return torch.atanh((2.0 * x - 1.0) * (1.0 - 1e-6))  # (N, 3, H, W)
+
+
+def _to_x(w: Tensor) -> Tensor:
+    return (torch.tanh(w) + 1.0) / 2.0  # (N, 3, H, W)
+
+
+class CarliniWagnerL2(Attack):
+    name = "cw"
+    title = "Carlini-Wagner L2 (Carlini & Wagner 2017)"
+    summary = "Adam on a tanh-reparametrised image, trading L2 distance against a logit margin; binary search on c."
+    params = (
+        Param("steps", 100, 1, 10000, "Adam steps per binary-search stage.", integer=True),
+        Param("binary_steps", 5, 1, 30, "Binary-search stages over the constant c.", integer=True),
+        Param("initial_const", 1.0, 1e-4, 1e4, "Starting value of c, the weight of the misclassification term."),
+        Param("learning_rate", 0.01, 1e-5, 10.0, "Adam learning rate (in tanh space w)."),
+        Param("kappa", 0.0, 0.0, 1000.0, "Confidence: required logit margin of the adversarial image.", "logit"),
+    )
+
+    def run(self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0) -> Iterator[Step]:
+        self.check_goal(goal)
+        x0 = x.detach()
+        n = x0.shape[0]
+        dev = x0.device
+        steps = int(self.hparams["steps"])
+        stages = int(self.hparams["binary_steps"])
+        lr = float(self.hparams["learning_rate"])
+        kappa = float(self.hparams["kappa"])
+        abort_every = max(steps // 10, 1)
+
+        w0 = _to_w(x0)  # (N, 3, H, W)
+        w = w0.clone()  # (N, 3, H, W)
+        m = torch.zeros_like(w0)  # (N, 3, H, W) Adam first moment
+        v = torch.zeros_like(w0)  # (N, 3, H, W) Adam second moment
+        t = torch.zeros(n, device=dev)  # (N,) Adam step count within the stage
+        const = torch.full((n,), float(self.hparams["initial_const"]), device=dev)  # (N,)
+        lower = torch.zeros(n, device=dev)  # (N,)
+        upper = torch.full((n,), _UPPER_INIT, device=dev)  # (N,)
+        stage = torch.zeros(n, dtype=torch.long, device=dev)  # (N,)
+        stage_step = torch.zeros(n, dtype=torch.long, device=dev)  # (N,)
+        stage_found = torch.zeros(n, dtype=torch.bool, device=dev)  # (N,)
+        prev_loss = torch.full((n,), float("inf"), device=dev)  # (N,)
+        best_l2sq = torch.full((n,), float("inf"), device=dev)  # (N,) of the best 8-bit image
+        best_margin = torch.zeros(n, device=dev)  # (N,)
+
+        trace: _Trace | None = None
+        index = 0
+        while True:
+            act = torch.arange(n, device=dev) if trace is None else (~trace.done).nonzero()[:, 0]  # (A,)
+            sub = goal.subset(act)
+            wa = w[act].requires_grad_(True)  # (A, 3, H, W)
+            with torch.enable_grad():
+                xa = _to_x(wa)  # (A, 3, H, W)
+                xq = quantize(xa.detach())  # (A, 3, H, W) the image as saved
+                logits = model(quantize_ste(xa) if self.quantize else xa)  # (A, K)
+                if self.quantize:
+                    logits_q = logits.detach()  # (A, K) those of the 8-bit image already
+                else:
+                    with torch.no_grad():
+                        logits_q = model(xq)  # (A, K)
+                l2sq = (xa - x0[act]).flatten(1).pow(2).sum(dim=1)  # (A,)
+                margin = _margin(logits, sub)  # (A,)
+                loss = l2sq + const[act] * margin.clamp_min(-kappa)  # (A,)
+                # Adam is not taken after a stage's last evaluation: that point would never be looked at.
+                last = stage_step[act] == steps - 1  # (A,)
+                grad = torch.autograd.grad(loss.sum(), wa)[0] if not bool(last.all()) else None
+
+            probs_q = logits_q.softmax(dim=1)  # (A, K)
+            margin_q = _margin(logits_q, sub)  # (A,)
+            if trace is None:
+                trace = _Trace(
+                    shown=xq.clone(),
+                    probs=probs_q.clone(),
+                    loss=torch.zeros(n, device=dev),
+                    done=torch.zeros(n, dtype=torch.bool, device=dev),
+                    success=torch.zeros(n, dtype=torch.bool, device=dev),
+                )
+            l2sq_q = (xq - x0[act]).flatten(1).pow(2).sum(dim=1)  # (A,)
+            found = sub.met(probs_q) & (margin_q <= -kappa)  # (A,)
+            stage_found[act] |= found
+            better = found & (l2sq_q < best_l2sq[act])  # (A,)
+            ids = act[better]
+            best_l2sq[ids] = l2sq_q[better]
+            best_margin[ids] = margin_q[better]
+            trace.shown[ids] = xq[better]
+            trace.probs[ids] = probs_q[better]
+            trace.success[ids] = True
+            fresh = act[~trace.success[act]]  # no adversarial image yet: show the iterate
+            sel = ~trace.success[act]  # (A,)
+            trace.shown[fresh] = xq[sel]
+            trace.probs[fresh] = probs_q[sel]
+            shown_l2sq = torch.where(trace.success[act], best_l2sq[act], l2sq_q)  # (A,)
+            shown_margin = torch.where(trace.success[act], best_margin[act], margin_q)  # (A,)
+            trace.loss[act] = shown_l2sq + const[act] * shown_margin.clamp_min(-kappa)
+
+            # Adam step (per-sample step count, so each sample's stages are independent of the batch).
+            if grad is not None:
+                run = ~last  # (A,)
+                ids = act[run]
+                g = grad[run]  # (R, 3, H, W)
+                t[ids] += 1
+                m[ids] = _BETA1 * m[ids] + (1 - _BETA1) * g
+                v[ids] = _BETA2 * v[ids] + (1 - _BETA2) * g * g
+                bc1 = (1 - _BETA1 ** t[ids]).view(-1, 1, 1, 1)  # (R, 1, 1, 1)
+                bc2 = (1 - _BETA2 ** t[ids]).view(-1, 1, 1, 1)  # (R, 1, 1, 1)
+                w[ids] = w[ids] - lr * (m[ids] / bc1) / ((v[ids] / bc2).sqrt() + _ADAM_EPS)
+
+            # End of a stage: its last step, or the loss stalled (checked every tenth of the stage).
+            loss_d = loss.detach()  # (A,)
+            check = stage_step[act] % abort_every == 0  # (A,)
+            stalled = check & (loss_d > 0.9999 * prev_loss[act])  # (A,)
+            prev_loss[act[check]] = loss_d[check]
+            end = last | stalled  # (A,)
+            stage_step[act] += 1
+            ids = act[end]
+            if len(ids):
+                ok = stage_found[ids]  # (E,)
+                upper[ids] = torch.where(ok, torch.minimum(upper[ids], const[ids]), upper[ids])
+                lower[ids] = torch.where(ok, lower[ids], torch.maximum(lower[ids], const[ids]))
+                bounded = upper[ids] < _UPPER_INIT / 10  # (E,)
+                const[ids] = torch.where(bounded, (lower[ids] + upper[ids]) / 2, const[ids] * 10)
+                stage[ids] += 1
+                stage_step[ids] = 0
+                stage_found[ids] = False
+                prev_loss[ids] = float("inf")
+                w[ids] = w0[ids]
+                m[ids] = 0.0
+                v[ids] = 0.0
+                t[ids] = 0.0
+                trace.done[ids[stage[ids] >= stages]] = True
+            yield trace.step(index, x0)
+            index += 1
+            if bool(trace.done.all()):
+                return
