@@ -105,11 +105,13 @@ class Attack(ABC):
 
     def __init__(self, **values: Any) -> None:
         known = {p.name: p for p in self.params}
-        unknown = sorted(set(values) - set(known) - {"quantize"})
+        unknown = sorted(set(values) - set(known) - {"quantize", "early_stop"})
         if unknown:
             raise AttackError(f"attack {self.name} has no parameter {', '.join(unknown)}")
         #: Evaluate the model at the 8-bit rounded image (straight-through gradient). See metrics.quantize_ste.
         self.quantize: bool = bool(values.pop("quantize", True))
+        #: Stop a sample at its first success (minimal distortion). False runs every step, as most libraries do.
+        self.early_stop: bool = bool(values.pop("early_stop", True))
         self.hparams: dict[str, float] = {}
         for p in self.params:
             value = values.get(p.name, p.default)
@@ -252,7 +254,7 @@ class GradientAttack(Attack):
             trace.probs[act] = probs
             trace.loss[act] = loss
             trace.success[act] = met
-            stop = met.clone()
+            stop = met.clone() if self.early_stop else torch.zeros_like(met)
             if i < steps:
                 cont = (~stop).nonzero()[:, 0]
                 if len(cont):

@@ -104,7 +104,7 @@ class Classifier(nn.Module):
 def pil_to_tensor(image: Image.Image) -> Tensor:
     """8-bit RGB PIL image -> (1,3,H,W) float in [0,1]."""
     arr = np.asarray(image.convert("RGB"), dtype=np.uint8)  # (H, W, 3)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().contiguous() / 255.0
 
 
 def tensor_to_pil(x: Tensor) -> Image.Image:
