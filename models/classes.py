@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import random
 
 from torchvision.models import ResNet50_Weights
@@ -21,7 +22,7 @@ class UnknownClassError(ValueError):
 def class_index(spec: str | int, categories: tuple[str, ...] = IMAGENET_CATEGORIES) -> int:
     """Resolve an index ("879", 879) or an exact, case-insensitive category name ("umbrella") to an index.
 
-    Two ImageNet names occur twice ("crane", "maillot"): those must be given by index, and the error says which.
+    One ImageNet name occurs twice in torchvision's list ("cardigan": the dog 264 and the sweater 474): those must be given by index, and the error says which.
     """
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().lstrip("-").isdigit()):
         idx = int(spec)
@@ -33,7 +34,10 @@ def class_index(spec: str | int, categories: tuple[str, ...] = IMAGENET_CATEGORI
         i for i, c in enumerate(categories) if c.lower() == key
     ]
     if not hits:
-        close = [c for c in categories if key and key in c.lower()][:5]
+        lowered = {c.lower(): c for c in categories}
+        close = [c for c in categories if key and key in c.lower()][:3]
+        close += [lowered[m] for m in difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.6)]
+        close = list(dict.fromkeys(close))[:5]
         hint = f"; did you mean: {', '.join(close)}" if close else ""
         raise UnknownClassError(f"unknown class name {spec!r}{hint}")
     if len(hits) > 1:
