@@ -147,13 +147,18 @@ class Attack(ABC):
 
 
 def loss_and_grad(
-    model: nn.Module, x: Tensor, goal: Goal, *, quantized: bool, loss_fn: Any = None
-) -> tuple[Tensor, Tensor, Tensor]:
+    model: nn.Module, x: Tensor, goal: Goal, *, quantized: bool, loss_fn: Any = None, need_grad: bool = True
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """One forward+backward: returns logits (N,K), per-sample loss (N,), d(loss)/dx (N,3,H,W).
 
     With quantized=True the model sees the 8-bit rounded x (straight-through), so the logits are those of the
-    savable image. Gradients are taken with torch.autograd.grad w.r.t. the input only.
+    savable image. Gradients are taken with torch.autograd.grad w.r.t. the input only. need_grad=False (the
+    last step, which is only checked) does the forward pass alone and returns grad None.
     """
+    if not need_grad:
+        with torch.no_grad():
+            logits = model(quantize(x) if quantized else x)  # (N, K)
+            return logits, (loss_fn or goal.loss)(logits), None
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(quantize_ste(x) if quantized else x)  # (N, K)
@@ -233,7 +238,7 @@ class GradientAttack(Attack):
         for i in range(steps + 1):
             act = torch.arange(n, device=x0.device) if trace is None else (~trace.done).nonzero()[:, 0]
             sub = goal.subset(act)
-            logits, loss, grad = loss_and_grad(model, xi[act], sub, quantized=self.quantize)
+            logits, loss, grad = loss_and_grad(model, xi[act], sub, quantized=self.quantize, need_grad=i < steps)
             probs = logits.softmax(dim=1)  # (A, K)
             met = sub.met(probs)
             if not self.quantize and bool(met.any()):
@@ -258,6 +263,7 @@ class GradientAttack(Attack):
             if i < steps:
                 cont = (~stop).nonzero()[:, 0]
                 if len(cont):
+                    assert grad is not None
                     ids = act[cont]
                     sub_state = {k: v[ids] for k, v in state.items()}
                     d = self.direction(grad[cont], sub_state)
