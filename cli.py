@@ -10,8 +10,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn
 
 from PIL import Image
 
@@ -72,7 +73,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     probs = model.probabilities(model.to_tensor(image))[0]
     values, indices = probs.topk(args.top)
-    top = [{"index": int(i), "label": model.categories[int(i)], "probability": float(v)} for v, i in zip(values, indices)]
+    top = [
+        {"index": int(i), "label": model.categories[int(i)], "probability": float(v)} for v, i in zip(values, indices, strict=True)
+    ]
     text = "\n".join(f"{t['probability']:7.2%}  {t['index']:>4}  {t['label']}" for t in top)
     _emit({"model": args.model, "image": args.image, "top": top}, args.json, text)
     return 0
@@ -130,7 +133,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
     many = targets is not None and len(targets) > 1
     start = time.perf_counter()
     results = attack_targets(
-        model, original, attack, targets, seed=args.seed, confidence=args.confidence,
+        model,
+        original,
+        attack,
+        targets,
+        seed=args.seed,
+        confidence=args.confidence,
         progress=_progress if many else None,
     )
     out = Path(args.out)
@@ -140,26 +148,41 @@ def cmd_attack(args: argparse.Namespace) -> int:
         write_result(r, folder, args.gain)
         # Honest check on the file itself: reload the saved PNG and classify it again.
         with Image.open(folder / "adversarial.png") as saved:
-            v = verify(model, r.original, saved.convert("RGB"), source=source,
-                       target=r.target["index"] if r.target else None, confidence=args.confidence)
+            v = verify(
+                model,
+                r.original,
+                saved.convert("RGB"),
+                source=source,
+                target=r.target["index"] if r.target else None,
+                confidence=args.confidence,
+            )
         if v.success != r.success or v.index != r.final["index"]:
             raise RuntimeError("the saved PNG classifies differently from the in-memory 8-bit image")
         rows.append(r.to_json())
     if many:
-        summary = {**summarize(results), "model": args.model, "attack": args.attack, "image": args.image,
-                   "wall_seconds": time.perf_counter() - start}
+        summary = {
+            **summarize(results),
+            "model": args.model,
+            "attack": args.attack,
+            "image": args.image,
+            "wall_seconds": time.perf_counter() - start,
+        }
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        text = (f"{summary['successes']}/{summary['count']} targets reached "
-                f"(mean {summary['mean_iterations']:.1f} steps, mean RMS {summary['mean_rms_distortion']:.4f}); "
-                f"written to {out}/")
+        text = (
+            f"{summary['successes']}/{summary['count']} targets reached "
+            f"(mean {summary['mean_iterations']:.1f} steps, mean RMS {summary['mean_rms_distortion']:.4f}); "
+            f"written to {out}/"
+        )
         _emit({**summary, "results": rows}, args.json, text)
         return 0
     r = results[0]
     goal = f"-> {r.target['label']}" if r.target else "(untargeted)"
     verdict = "SUCCESS" if r.success else "FAILED"
-    text = (f"{verdict}: {r.source['label']} {goal}; saved image classified as {r.final['label']} "
-            f"({r.final['probability']:.1%}) after {r.iterations} steps, RMS distortion {r.rms_distortion:.4f}, "
-            f"max change {r.metrics['max_change_255']}/255; written to {out}/")
+    text = (
+        f"{verdict}: {r.source['label']} {goal}; saved image classified as {r.final['label']} "
+        f"({r.final['probability']:.1%}) after {r.iterations} steps, RMS distortion {r.rms_distortion:.4f}, "
+        f"max change {r.metrics['max_change_255']}/255; written to {out}/"
+    )
     _emit(rows[0], args.json, text)
     return 0
 
@@ -183,9 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", default="efficientnet_lite0", help="registry name (see `models`)")
     a.add_argument("--image", required=True, help="a path or a sample id")
     a.add_argument("--attack", default="relabel", help=f"one of: {', '.join(ATTACKS)}")
-    a.add_argument("--target", action="append",
-                   help="class index, exact name, least-likely, random, random:N or all; repeatable; "
-                        "leave out for an untargeted attack")
+    a.add_argument(
+        "--target",
+        action="append",
+        help="class index, exact name, least-likely, random, random:N or all; repeatable; "
+        "leave out for an untargeted attack",
+    )
     a.add_argument("--steps", type=int, help="maximum number of steps (attack default if left out)")
     a.add_argument("--step-size", type=float, help="step size (1/255 units for L-inf attacks, L2 for pgd_l2)")
     a.add_argument("--eps", type=float, help="budget (1/255 units for L-inf attacks, L2 for pgd_l2)")

@@ -2,6 +2,8 @@
 
 from attacks.base import Attack, AttackError, Goal, Param, Step
 from attacks.bim import BIM
+from attacks.cw import CarliniWagnerL2
+from attacks.deepfool import DeepFool
 from attacks.fgsm import FGSM
 from attacks.mifgsm import MIFGSM
 from attacks.pgd import PGD
@@ -10,7 +12,7 @@ from attacks.relabel import Relabel
 
 #: Every attack by registry name. Tests iterate over this dict, so a new entry is tested by existing tests.
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (Relabel, FGSM, BIM, PGD, PGDL2, MIFGSM)
+    cls.name: cls for cls in (Relabel, FGSM, BIM, PGD, PGDL2, MIFGSM, DeepFool, CarliniWagnerL2)
 }
 DEFAULT_ATTACK = "relabel"
 

@@ -8,29 +8,26 @@ each stage restarts from the original image; c shrinks after a stage that found 
 by 0.01% over a tenth of its steps (the authors' abort_early).
 
 The logits are taken at the 8-bit rounding of x' (straight-through), so every image counted as found is one that
-fools the model once saved; the reported image is the lowest-L2 such image so far.
+fools the model once saved; the reported image is the lowest-L2 such image so far. The loss reported with it is
+its logit margin (the misclassification term without the kappa clamp; < 0: goal met), which, unlike the objective,
+does not jump when the binary search changes c. A goal with a target confidence p raises the margin the loss aims
+for (see _push); an image counts as found when it meets the goal with a margin of at least kappa.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from attacks.base import Attack, Goal, Param, Step, _Trace
+from attacks.deepfool import logit_margin
 from attacks.metrics import quantize, quantize_ste
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 _UPPER_INIT = 1e10  # "no success yet" upper bound of c, as in the authors' code
-
-
-def _margin(logits: Tensor, goal: Goal) -> Tensor:
-    """(N,K) -> (N,) max_{i!=t} Z_i - Z_t (targeted) or Z_s - max_{i!=s} Z_i; below -kappa: found."""
-    cls = goal.source if goal.target is None else goal.target
-    own = logits.gather(1, cls[:, None])[:, 0]  # (N,)
-    other = logits.scatter(1, cls[:, None], float("-inf")).amax(dim=1)  # (N,)
-    return own - other if goal.target is None else other - own
 
 
 def _to_w(x: Tensor) -> Tensor:
@@ -40,6 +37,15 @@ def _to_w(x: Tensor) -> Tensor:
 
 def _to_x(w: Tensor) -> Tensor:
     return (torch.tanh(w) + 1.0) / 2.0  # (N, 3, H, W)
+
+
+def _push(kappa: float, goal: Goal, classes: int) -> float:
+    """Margin the loss drives toward: kappa, or more where the goal asks for a target probability p. A margin of
+    log((K-1) p / (1-p)) over every other logit guarantees p (the clamp at -kappa would otherwise stop at 1/K)."""
+    if goal.target is None or goal.confidence <= 0:
+        return kappa
+    p = goal.confidence
+    return max(kappa, math.log((classes - 1) * p / (1.0 - p)))
 
 
 class CarliniWagnerL2(Attack):
@@ -96,14 +102,14 @@ class CarliniWagnerL2(Attack):
                     with torch.no_grad():
                         logits_q = model(xq)  # (A, K)
                 l2sq = (xa - x0[act]).flatten(1).pow(2).sum(dim=1)  # (A,)
-                margin = _margin(logits, sub)  # (A,)
-                loss = l2sq + const[act] * margin.clamp_min(-kappa)  # (A,)
+                margin = logit_margin(logits, sub)  # (A,)
+                loss = l2sq + const[act] * margin.clamp_min(-_push(kappa, goal, logits.shape[1]))  # (A,)
                 # Adam is not taken after a stage's last evaluation: that point would never be looked at.
                 last = stage_step[act] == steps - 1  # (A,)
                 grad = torch.autograd.grad(loss.sum(), wa)[0] if not bool(last.all()) else None
 
             probs_q = logits_q.softmax(dim=1)  # (A, K)
-            margin_q = _margin(logits_q, sub)  # (A,)
+            margin_q = logit_margin(logits_q, sub)  # (A,)
             if trace is None:
                 trace = _Trace(
                     shown=xq.clone(),
@@ -126,9 +132,7 @@ class CarliniWagnerL2(Attack):
             sel = ~trace.success[act]  # (A,)
             trace.shown[fresh] = xq[sel]
             trace.probs[fresh] = probs_q[sel]
-            shown_l2sq = torch.where(trace.success[act], best_l2sq[act], l2sq_q)  # (A,)
-            shown_margin = torch.where(trace.success[act], best_margin[act], margin_q)  # (A,)
-            trace.loss[act] = shown_l2sq + const[act] * shown_margin.clamp_min(-kappa)
+            trace.loss[act] = torch.where(trace.success[act], best_margin[act], margin_q)
 
             # Adam step (per-sample step count, so each sample's stages are independent of the batch).
             if grad is not None:
@@ -145,7 +149,7 @@ class CarliniWagnerL2(Attack):
             # End of a stage: its last step, or the loss stalled (checked every tenth of the stage).
             loss_d = loss.detach()  # (A,)
             check = stage_step[act] % abort_every == 0  # (A,)
-            stalled = check & (loss_d > 0.9999 * prev_loss[act])  # (A,)
+            stalled = check & (loss_d > prev_loss[act] - 1e-4 * prev_loss[act].abs())  # (A,) fell < 0.01%
             prev_loss[act[check]] = loss_d[check]
             end = last | stalled  # (A,)
             stage_step[act] += 1

@@ -10,6 +10,11 @@ Candidates: the top-`candidates` classes of the original image (the paper's own 
 iteration costs one forward and candidates-1 backward passes, whatever the number of classes. Targeted: the target
 is the only candidate, linearised against the best other class of the current image (f = Z_t - max_{j!=t} Z_j).
 A sample stops as soon as its 8-bit image meets the goal; the steps go on past the float boundary until then.
+
+With quantize (the default) the model sees the 8-bit image, so a step too small to change it would be computed
+again, identically, at the next iteration: such identical steps are taken at once (the smallest multiple of r that
+changes one saved value), which gives the same iterates as the paper's loop in fewer iterations. A sample whose
+step cannot change any value (all pushing against 0 or 1) stops there.
 """
 
 from __future__ import annotations
@@ -45,8 +50,14 @@ class DeepFool(Attack):
     params = (
         Param("steps", 50, 1, 10000, "Maximum number of iterations.", integer=True),
         Param("overshoot", 0.02, 0.0, 10.0, "x = x0 + (1 + overshoot) * r_total, to land past the boundary."),
-        Param("candidates", 10, 2, 1000, "Classes considered: the top ones of the original image (untargeted).",
-              integer=True),
+        Param(
+            "candidates",
+            10,
+            2,
+            1000,
+            "Classes considered: the top ones of the original image (untargeted).",
+            integer=True,
+        ),
     )
 
     def run(self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0) -> Iterator[Step]:
@@ -96,6 +107,11 @@ class DeepFool(Attack):
                             r = self._targeted_step(xa, logits, cont, sub.target[cont])  # (C, 3, H, W)
                         else:
                             r = self._untargeted_step(xa, logits, cont, sub.source[cont], cand[ids])
+                        if self.quantize:
+                            k = self._repeats(x0[ids], r_total[ids], r, trace.shown[ids], overshoot)  # (C,)
+                            stuck = torch.isinf(k)  # no value can move: every later iteration would be the same
+                            stop[cont[stuck]] = True
+                            r = r * torch.where(stuck, 1.0, k).view(-1, 1, 1, 1)
                         r_total[ids] += r
                         xi[ids] = (x0[ids] + (1.0 + overshoot) * r_total[ids]).clamp(0.0, 1.0)
                 else:
@@ -104,6 +120,24 @@ class DeepFool(Attack):
             yield trace.step(i, x0)
             if bool(trace.done.all()):
                 return
+
+    @staticmethod
+    def _repeats(x0: Tensor, r_total: Tensor, r: Tensor, shown: Tensor, overshoot: float) -> Tensor:
+        """How many times the step r must be repeated before the saved image changes: (C,), inf if never.
+
+        The model sees only the 8-bit image, so while that image stays the same every iteration computes the
+        same r again; taking the k identical steps at once gives the paper's iterate in one iteration.
+        """
+        a = x0 + (1.0 + overshoot) * r_total  # (C, 3, H, W) unclipped float iterate
+        s = (1.0 + overshoot) * r  # (C, 3, H, W)
+        q = torch.round(shown * 255.0)  # (C, 3, H, W) current 8-bit values
+        up = (q + 0.5) / 255.0  # value at which rounding moves up a level
+        down = (q - 0.5) / 255.0
+        inf = torch.tensor(float("inf"), device=x0.device)
+        t_up = torch.where((s > 0) & (q < 255), (up - a) / s, inf)  # (C, 3, H, W)
+        t_down = torch.where((s < 0) & (q > 0), (down - a) / s, inf)  # (C, 3, H, W)
+        t = torch.minimum(t_up, t_down).flatten(1).amin(dim=1)  # (C,)
+        return torch.where(torch.isinf(t), t, t.ceil().clamp_min(1.0))
 
     def _candidates(self, logits: Tensor, source: Tensor) -> Tensor:
         """(N,K) logits of the original image -> (N, k-1) its top classes other than the source."""

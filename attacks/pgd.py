@@ -20,8 +20,9 @@ class PGD(LinfIterative):
         Param("eps", 4.0, 0.01, 255.0, "Largest change of any pixel value (L-inf), 1/255 units.", "1/255"),
         Param("step_size", 1.0, 0.01, 64.0, "Change of each pixel value per step, 1/255 units.", "1/255"),
         Param("steps", 20, 1, 10000, "Number of steps.", integer=True),
-        Param("random_start", 1, 0, 1, "1: start at a uniform random point of the ball; 0: at the image.",
-              integer=True),
+        Param(
+            "random_start", 1, 0, 1, "1: start at a uniform random point of the ball; 0: at the image.", integer=True
+        ),
     )
 
     def start(self, x0: Tensor, generator: torch.Generator) -> Tensor:

@@ -24,8 +24,9 @@ class PGDL2(GradientAttack):
         Param("eps", 1.0, 0.001, 500.0, "Radius of the L2 ball (pixel values in [0,1]).", "L2"),
         Param("step_size", 0.2, 0.0001, 100.0, "L2 length of each step.", "L2"),
         Param("steps", 20, 1, 10000, "Number of steps.", integer=True),
-        Param("random_start", 1, 0, 1, "1: start at a uniform random point of the ball; 0: at the image.",
-              integer=True),
+        Param(
+            "random_start", 1, 0, 1, "1: start at a uniform random point of the ball; 0: at the image.", integer=True
+        ),
     )
 
     def step_size_px(self) -> float:

@@ -7,8 +7,9 @@ targets (one forward/backward for a chunk of targets), exhausts the generators a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,12 @@ class AttackResult:
 
 
 def verify(
-    model: Classifier, original: Image.Image, adversarial: Image.Image, *, source: int, target: int | None,
+    model: Classifier,
+    original: Image.Image,
+    adversarial: Image.Image,
+    *,
+    source: int,
+    target: int | None,
     confidence: float = 0.0,
 ) -> Verdict:
     """Classify the 8-bit adversarial image (as loaded from its PNG) and measure it against the original.

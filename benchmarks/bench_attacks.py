@@ -54,8 +54,10 @@ def main() -> None:
     target = torch.tensor([879], device=device)
     steps = args.steps
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}; model efficientnet_lite0; image chelsea 224x224; "
-          f"timer time.perf_counter (resolution {time.get_clock_info('perf_counter').resolution:.0e} s)")
+    print(
+        f"device: {name}; torch {torch.__version__}; model efficientnet_lite0; image chelsea 224x224; "
+        f"timer time.perf_counter (resolution {time.get_clock_info('perf_counter').resolution:.0e} s)"
+    )
 
     def bare() -> None:
         for _ in range(steps):
@@ -104,8 +106,10 @@ def main() -> None:
     t_loop = timed(lambda: [attack_targets(model, original, relabel, [t]) for t in targets], device)
     ok = sum(r.success for r in batched)
     print(f"\nmany-target relabel, {len(targets)} targets of one image (8-bit verified):")
-    print(f"  batched (chunks of {128 if device.type == 'cuda' else 16}): {t_batch:7.1f} s   "
-          f"one by one: {t_loop:7.1f} s   speed-up {t_loop / t_batch:4.2f} x   success {ok}/{len(targets)}")
+    print(
+        f"  batched (chunks of {128 if device.type == 'cuda' else 16}): {t_batch:7.1f} s   "
+        f"one by one: {t_loop:7.1f} s   speed-up {t_loop / t_batch:4.2f} x   success {ok}/{len(targets)}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ class UnknownClassError(ValueError):
 def class_index(spec: str | int, categories: tuple[str, ...] = IMAGENET_CATEGORIES) -> int:
     """Resolve an index ("879", 879) or an exact, case-insensitive category name ("umbrella") to an index.
 
-    One ImageNet name occurs twice in torchvision's list ("cardigan": the dog 264 and the sweater 474): those must be given by index, and the error says which.
+    One name occurs twice in torchvision's list ("cardigan": the dog 264 and the sweater 474); it must be given by
+    index, and the error says so.
     """
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().lstrip("-").isdigit()):
         idx = int(spec)
@@ -30,9 +31,11 @@ def class_index(spec: str | int, categories: tuple[str, ...] = IMAGENET_CATEGORI
             raise UnknownClassError(f"class index {idx} is out of range 0..{len(categories) - 1}")
         return idx
     key = spec.strip().lower()
-    hits = _BY_NAME.get(key) if categories is IMAGENET_CATEGORIES else [
-        i for i, c in enumerate(categories) if c.lower() == key
-    ]
+    hits = (
+        _BY_NAME.get(key)
+        if categories is IMAGENET_CATEGORIES
+        else [i for i, c in enumerate(categories) if c.lower() == key]
+    )
     if not hits:
         lowered = {c.lower(): c for c in categories}
         close = [c for c in categories if key and key in c.lower()][:3]

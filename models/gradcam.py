@@ -77,6 +77,10 @@ def overlay(image: Tensor, heatmap: Tensor, alpha: float = 0.5) -> Tensor:
     """Blend a (H,W) heatmap, coloured with a jet-like map, over a (3,H,W) image in [0,1]."""
     h = heatmap.clamp(0, 1)
     colour = torch.stack(
-        [(1.5 - (4 * h - 3).abs()).clamp(0, 1), (1.5 - (4 * h - 2).abs()).clamp(0, 1), (1.5 - (4 * h - 1).abs()).clamp(0, 1)]
+        [
+            (1.5 - (4 * h - 3).abs()).clamp(0, 1),
+            (1.5 - (4 * h - 2).abs()).clamp(0, 1),
+            (1.5 - (4 * h - 1).abs()).clamp(0, 1),
+        ]
     )  # (3, H, W)
     return ((1 - alpha) * image + alpha * colour).clamp(0, 1)

@@ -35,7 +35,9 @@ def test_models_json(capsys) -> None:
 
 
 def test_classify_json(capsys) -> None:
-    code, out, _ = run(["classify", "--model", "efficientnet_lite0", "--image", "coffee", "--top", "3", "--json"], capsys)
+    code, out, _ = run(
+        ["classify", "--model", "efficientnet_lite0", "--image", "coffee", "--top", "3", "--json"], capsys
+    )
     data = json.loads(out)
     assert code == 0 and len(data["top"]) == 3 and data["top"][0]["label"] == "espresso"
 
@@ -43,15 +45,38 @@ def test_classify_json(capsys) -> None:
 def test_relabel_chelsea_to_umbrella_is_verified_on_the_png(tmp_path, capsys, lite0) -> None:
     out_dir = tmp_path / "out"
     code, out, _ = run(
-        ["attack", "--model", "efficientnet_lite0", "--image", "chelsea", "--attack", "relabel", "--target",
-         "umbrella", "--out", str(out_dir), "--json"],
+        [
+            "attack",
+            "--model",
+            "efficientnet_lite0",
+            "--image",
+            "chelsea",
+            "--attack",
+            "relabel",
+            "--target",
+            "umbrella",
+            "--out",
+            str(out_dir),
+            "--json",
+        ],
         capsys,
     )
     assert code == 0
     result = json.loads(out)
     assert result == json.loads((out_dir / "result.json").read_text())
-    for key in ("model", "attack", "parameters", "source", "target", "final", "success", "iterations",
-                "rms_distortion", "linf", "seconds"):
+    for key in (
+        "model",
+        "attack",
+        "parameters",
+        "source",
+        "target",
+        "final",
+        "success",
+        "iterations",
+        "rms_distortion",
+        "linf",
+        "seconds",
+    ):
         assert key in result
     assert result["success"] and result["target"] == {"index": 879, "label": "umbrella"}
     assert result["rms_distortion"] <= 0.01
@@ -70,8 +95,20 @@ def test_relabel_chelsea_to_umbrella_is_verified_on_the_png(tmp_path, capsys, li
 def test_several_targets_write_subfolders_and_a_summary(tmp_path, capsys) -> None:
     out_dir = tmp_path / "many"
     code, out, err = run(
-        ["attack", "--image", "coffee", "--target", "umbrella", "--target", "random:2", "--steps", "60",
-         "--out", str(out_dir), "--json"],
+        [
+            "attack",
+            "--image",
+            "coffee",
+            "--target",
+            "umbrella",
+            "--target",
+            "random:2",
+            "--steps",
+            "60",
+            "--out",
+            str(out_dir),
+            "--json",
+        ],
         capsys,
     )
     assert code == 0
@@ -81,13 +118,33 @@ def test_several_targets_write_subfolders_and_a_summary(tmp_path, capsys) -> Non
     assert 0 <= summary["success_rate"] <= 1 and "mean_iterations" in summary and "mean_rms_distortion" in summary
     for r in data["results"]:
         folder = out_dir / str(r["target"]["index"])
-        assert {p.name for p in folder.iterdir()} == {"original.png", "adversarial.png", "difference.png", "result.json"}
+        assert {p.name for p in folder.iterdir()} == {
+            "original.png",
+            "adversarial.png",
+            "difference.png",
+            "result.json",
+        }
     assert "3/3 targets" in err  # progress bar on stderr
 
 
 def test_untargeted_pgd(tmp_path, capsys) -> None:
-    code, out, _ = run(["attack", "--image", "chelsea", "--attack", "pgd", "--eps", "2", "--steps", "10",
-                        "--out", str(tmp_path), "--json"], capsys)
+    code, out, _ = run(
+        [
+            "attack",
+            "--image",
+            "chelsea",
+            "--attack",
+            "pgd",
+            "--eps",
+            "2",
+            "--steps",
+            "10",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        capsys,
+    )
     data = json.loads(out)
     assert code == 0 and data["target"] is None
     assert data["linf"] <= 2 / 255 + 1e-6
@@ -132,7 +189,9 @@ def test_corrupt_image_file_and_real_entry_point(tmp_path) -> None:
     bad.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     proc = subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "classify", "--image", str(bad)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and proc.stderr.count("\n") == 1

@@ -14,7 +14,9 @@ from attacks.base import Goal
 from attacks.runner import run_to_end
 from models import pil_to_tensor
 
-torchattacks = pytest.importorskip("torchattacks", reason="peer library: pip install --no-deps -r requirements-peers.txt")
+torchattacks = pytest.importorskip(
+    "torchattacks", reason="peer library: pip install --no-deps -r requirements-peers.txt"
+)
 
 
 def _x(lite0, chelsea_input) -> torch.Tensor:
@@ -23,13 +25,26 @@ def _x(lite0, chelsea_input) -> torch.Tensor:
 
 CASES = [
     ("fgsm", {"eps": 4.0}, lambda m: torchattacks.FGSM(m, eps=4 / 255)),
-    ("bim", {"eps": 4.0, "step_size": 1.0, "steps": 5}, lambda m: torchattacks.BIM(m, eps=4 / 255, alpha=1 / 255, steps=5)),
-    ("pgd", {"eps": 4.0, "step_size": 1.0, "steps": 5, "random_start": 0},
-     lambda m: torchattacks.PGD(m, eps=4 / 255, alpha=1 / 255, steps=5, random_start=False)),
-    ("pgd_l2", {"eps": 1.0, "step_size": 0.25, "steps": 5, "random_start": 0},
-     lambda m: torchattacks.PGDL2(m, eps=1.0, alpha=0.25, steps=5, random_start=False)),
-    ("mifgsm", {"eps": 6.0, "step_size": 1.0, "steps": 5, "decay": 1.0},
-     lambda m: torchattacks.MIFGSM(m, eps=6 / 255, alpha=1 / 255, steps=5, decay=1.0)),
+    (
+        "bim",
+        {"eps": 4.0, "step_size": 1.0, "steps": 5},
+        lambda m: torchattacks.BIM(m, eps=4 / 255, alpha=1 / 255, steps=5),
+    ),
+    (
+        "pgd",
+        {"eps": 4.0, "step_size": 1.0, "steps": 5, "random_start": 0},
+        lambda m: torchattacks.PGD(m, eps=4 / 255, alpha=1 / 255, steps=5, random_start=False),
+    ),
+    (
+        "pgd_l2",
+        {"eps": 1.0, "step_size": 0.25, "steps": 5, "random_start": 0},
+        lambda m: torchattacks.PGDL2(m, eps=1.0, alpha=0.25, steps=5, random_start=False),
+    ),
+    (
+        "mifgsm",
+        {"eps": 6.0, "step_size": 1.0, "steps": 5, "decay": 1.0},
+        lambda m: torchattacks.MIFGSM(m, eps=6 / 255, alpha=1 / 255, steps=5, decay=1.0),
+    ),
 ]
 
 

@@ -40,8 +40,13 @@ def test_ssim_matches_scikit_image() -> None:
     y = (x + 0.05 * torch.randn(x.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
     ours = ssim(y, x)[0].item()
     ref = structural_similarity(
-        x[0].permute(1, 2, 0).numpy(), y[0].permute(1, 2, 0).numpy(), channel_axis=2, data_range=1.0,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        x[0].permute(1, 2, 0).numpy(),
+        y[0].permute(1, 2, 0).numpy(),
+        channel_axis=2,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
     )
     assert ours == pytest.approx(ref, abs=0.02)
     assert ssim(x, x)[0].item() == pytest.approx(1.0)

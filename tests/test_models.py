@@ -28,9 +28,7 @@ from models.views import replace_submodule
 
 
 def _hooks(module: torch.nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in module.modules()
-    )
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in module.modules())
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -46,7 +44,9 @@ def test_every_architecture_builds_attacks_and_explains_without_download(name: s
     assert logits.shape == (2, 1000) and torch.isfinite(logits).all()
     assert model.features(x).shape[0] == 2 and model.features(x).dim() == 2
     source = logits.argmax(1)
-    steps = list(make_attack("relabel", steps=1, step_size=1.0, max_rms=1.0).run(model, x, Goal(source, (source + 1) % 1000)))
+    steps = list(
+        make_attack("relabel", steps=1, step_size=1.0, max_rms=1.0).run(model, x, Goal(source, (source + 1) % 1000))
+    )
     assert steps[-1].x_adv.shape == x.shape
     cam = grad_cam(model, x, [1, 2])
     assert cam.shape == (2, size, size) and float(cam.min()) >= 0 and float(cam.max()) <= 1  # random nets may give 0
