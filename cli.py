@@ -74,7 +74,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     probs = model.probabilities(model.to_tensor(image))[0]
     values, indices = probs.topk(args.top)
     top = [
-        {"index": int(i), "label": model.categories[int(i)], "probability": float(v)} for v, i in zip(values, indices, strict=True)
+        {"index": int(i), "label": model.categories[int(i)], "probability": float(v)}
+        for v, i in zip(values, indices, strict=True)
     ]
     text = "\n".join(f"{t['probability']:7.2%}  {t['index']:>4}  {t['label']}" for t in top)
     _emit({"model": args.model, "image": args.image, "top": top}, args.json, text)

@@ -51,7 +51,9 @@ def _build_lite(level: int):
             own = net.state_dict()
             # The wheel uses the reference implementation's names (_conv_stem, _fc, ...); the tensors are in the
             # same order with the same shapes as timm's, so they are loaded by position.
-            if len(shipped) != len(own) or any(a.shape != b.shape for a, b in zip(shipped.values(), own.values(), strict=True)):
+            if len(shipped) != len(own) or any(
+                a.shape != b.shape for a, b in zip(shipped.values(), own.values(), strict=True)
+            ):
                 raise WeightsUnavailable(f"weights file {path} does not match tf_efficientnet_lite{level}")
             net.load_state_dict(dict(zip(own.keys(), shipped.values(), strict=True)))
         return net
