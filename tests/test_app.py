@@ -1,0 +1,340 @@
+"""The Attack Lab page, headless (streamlit.testing.v1.AppTest), and the pure parts of its Streamlit glue.
+
+AppTest sees the final state of each script run, so a click on Run is checked once the attack has finished. Runs
+are kept short: the default story (chelsea -> umbrella with relabel) succeeds in about 6 steps.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from models import IMAGENET_CATEGORIES, class_index
+from ui import figures, live
+from ui import state as S
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 300  # seconds per script run: generous, CI machines may be slow and busy
+
+
+def _app(**query: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    return at.run()
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _huge_png_header(width: int, height: int) -> bytes:
+    """A valid 1x1 PNG whose IHDR claims width x height (with a correct CRC): only the header is ever read."""
+    data = _png(Image.new("RGB", (1, 1)))
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    return data[:8] + chunk + data[8 + len(chunk) :]
+
+
+# ------------------------------------------------------------------------------------------------ the page
+
+
+@pytest.fixture(scope="module")
+def finished() -> AppTest:
+    """The default page after one press on Run (chelsea -> umbrella, relabel, paper defaults)."""
+    at = _app()
+    assert not at.exception
+    at.button(key="run").click().run()
+    return at
+
+
+def test_first_load_shows_the_setup_and_no_run() -> None:
+    at = _app()
+    assert not at.exception, at.exception
+    assert not _errors(at)
+    assert at.title[0].value == "Attack Lab"
+    assert at.selectbox(key=S.IMAGE).value == "chelsea"
+    assert at.selectbox(key=S.TARGET).value == class_index("umbrella")
+    assert not at.button(key="run").disabled and at.button(key="stop").disabled
+    assert "lab.record" not in at.session_state  # opening the page never starts a run
+    assert at.query_params["target"] == "umbrella" and at.query_params["image"] == "chelsea"
+
+
+def test_default_run_completes_with_charts_images_and_verdict(finished: AppTest) -> None:
+    at = finished
+    assert not at.exception, at.exception
+    assert not _errors(at)
+    record = at.session_state["lab.record"]
+    assert record.status == "finished"
+    assert record.verdict is not None and record.verdict.success
+    assert record.verdict.label == "umbrella"
+    assert record.flip_step is not None and record.steps[-1] == record.flip_step
+    assert len(at.get("plotly_chart")) >= 2  # probability bars and the history lines
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any(c.startswith("Original") for c in captions)
+    assert any(c.startswith("Adversarial") for c in captions)
+    assert any(c.startswith("Difference ×10") for c in captions)
+    assert sum("· adversarial" in c or "· original" in c for c in captions) == 4  # Grad-CAM
+    assert any("umbrella" in s.value and "RMS distortion" in s.value for s in at.success)
+    assert len(at.get("download_button")) == 2
+    assert not at.button(key="run").disabled  # the page is usable again after the run
+    assert at.session_state[S.SETUP_OPEN] is False  # Run folded the setup so the live view is in sight
+
+
+def test_downloaded_png_is_the_verified_image(finished: AppTest) -> None:
+    record = finished.session_state["lab.record"]
+    with Image.open(io.BytesIO(record.adversarial_png)) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    assert np.array_equal(pixels, record.last_image)
+    assert int(np.abs(pixels.astype(int) - record.original.astype(int)).max()) == record.verdict.max_change_255
+    report = record.report()
+    assert report["settings"]["target"] == "umbrella" and report["verdict"]["success"]
+    assert len(report["history"]["step"]) == len(record.steps)
+
+
+def test_replay_scrubber_redraws_an_earlier_step(finished: AppTest) -> None:
+    at = finished
+    record = at.session_state["lab.record"]
+    slider = at.slider(key=f"replay-{record.run_id}")
+    assert slider.value == len(record.steps) - 1
+    slider.set_value(0).run()
+    assert not at.exception, at.exception
+    assert any(c == "Adversarial at step 0" for img in at.get("image") for c in img.captions)
+
+
+@pytest.mark.parametrize(
+    ("query", "expect_target"),
+    [
+        ({"attack": "fgsm", "target": "untargeted", "eps": "8"}, None),
+        ({"attack": "bim", "target": "least-likely", "steps": "2"}, "least-likely"),
+    ],
+    ids=["fgsm-untargeted", "bim-least-likely"],
+)
+def test_other_attacks_and_special_targets_run(query: dict[str, str], expect_target: str | None) -> None:
+    at = _app(**query)
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert not _errors(at)
+    record = at.session_state["lab.record"]
+    assert record.status == "finished" and record.attack_name == query["attack"]
+    if expect_target is None:
+        assert record.target is None and record.report()["target"] is None
+    else:
+        assert record.target == int(record.probs0.argmin())
+    assert len(at.get("plotly_chart")) >= 2
+    assert len(at.success) + len(at.warning) == 1  # a verdict either way
+
+
+def test_upload_that_is_not_an_image_is_one_error() -> None:
+    at = _app()
+    at.session_state[S.SOURCE] = "Upload"
+    at.run()
+    at.get("file_uploader")[0].set_value(("notes.txt", b"this is not an image", "text/plain")).run()
+    assert not at.exception, at.exception
+    assert any("not an image" in e for e in _errors(at))
+    assert at.button(key="run").disabled
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (_png(Image.new("RGB", (64, 64), "red"))[:60], "truncated or corrupt"),
+        (_huge_png_header(60000, 60000), "megapixels"),
+    ],
+    ids=["truncated", "enormous"],
+)
+def test_bad_uploads_are_one_error_each(content: bytes, words: str) -> None:
+    at = _app()
+    at.session_state[S.SOURCE] = "Upload"
+    at.run()
+    at.get("file_uploader")[0].set_value(("photo.png", content, "image/png")).run()
+    assert not at.exception, at.exception
+    errors = _errors(at)
+    assert len(errors) == 1 and words in errors[0], errors
+
+
+def test_good_upload_is_used() -> None:
+    at = _app()
+    at.session_state[S.SOURCE] = "Upload"
+    at.run()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    at.get("file_uploader")[0].set_value(("mine.png", _png(image), "image/png")).run()
+    assert not at.exception, at.exception
+    assert not _errors(at)
+    assert any("mine.png" in c for img in at.get("image") for c in img.captions)
+
+
+def test_unreachable_online_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.zoo
+    from models import weights_cached
+
+    if weights_cached("resnet50"):
+        pytest.skip("resnet50 weights are cached on this machine")
+    monkeypatch.setattr(models.zoo, "_network_reachable", lambda url, timeout=3.0: False)  # never download
+    at = _app()
+    at.selectbox(key=S.MODEL).set_value("resnet50").run()
+    assert not at.exception, at.exception
+    assert any(
+        "weights for resnet50 are not in the local cache and cannot be downloaded: no network" in e
+        for e in _errors(at)
+    )
+    assert at.button(key="run").disabled
+    at.selectbox(key=S.MODEL).set_value("efficientnet_lite0").run()  # the page stays usable
+    assert not _errors(at) and not at.button(key="run").disabled
+
+
+def test_target_equal_to_the_current_class_is_refused() -> None:
+    at = _app(target="tiger cat")  # Lite0's top class for chelsea
+    assert not at.exception, at.exception
+    assert any("current class (tiger cat)" in e for e in _errors(at))
+    assert at.button(key="run").disabled
+
+
+def test_shared_url_sets_the_page_up_without_running() -> None:
+    at = _app(image="coffee", model="efficientnet_lite0", target="tarantula", attack="bim", steps="7", eps="3",
+              step_size="0.5")
+    assert not at.exception, at.exception
+    assert not _errors(at)
+    assert at.selectbox(key=S.IMAGE).value == "coffee"
+    assert at.selectbox(key=S.TARGET).value == class_index("tarantula")
+    assert at.selectbox(key=S.ATTACK).value == "bim"
+    assert at.number_input(key=S.param_key("bim", "steps")).value == 7
+    assert at.number_input(key=S.param_key("bim", "eps")).value == 3.0
+    assert "lab.record" not in at.session_state
+    assert at.query_params["steps"] == "7" and at.query_params["attack"] == "bim"
+
+
+def test_bad_link_values_are_reported_and_ignored() -> None:
+    at = _app(image="nope", target="not a class", steps="-4")
+    assert not at.exception, at.exception
+    errors = _errors(at)
+    assert any("The link's image 'nope'" in e for e in errors)
+    assert any("unknown class name" in e for e in errors)
+    assert any("steps was ignored" in e for e in errors)
+    assert at.selectbox(key=S.IMAGE).value == "chelsea"  # the defaults stay
+
+
+def test_story_preset_sets_image_and_target() -> None:
+    at = _app()
+    at.pills[0].set_value("Dog → half-track").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=S.IMAGE).value == "imagenet_00"
+    assert at.selectbox(key=S.TARGET).value == class_index("half track")
+    assert at.pills[0].value is None
+
+
+def test_two_sessions_share_the_model_and_get_their_own_results(finished: AppTest) -> None:
+    """A second session with another story gets its own record; both use the one cached model.
+
+    (AppTest cannot run two sessions at the same moment; tests/e2e runs two browsers at once.)
+    """
+    other = _app(image="coffee", target="tarantula")
+    other.button(key="run").click().run()
+    assert not other.exception, other.exception
+    mine, theirs = finished.session_state["lab.record"], other.session_state["lab.record"]
+    assert mine is not theirs
+    assert (mine.verdict.label, theirs.verdict.label) == ("umbrella", "tarantula")
+    assert mine.image_name == "chelsea" and theirs.image_name == "coffee"
+    from ui import loaders
+
+    assert loaders.get_model("efficientnet_lite0") is loaders.get_model("efficientnet_lite0")
+
+
+# ------------------------------------------------------------------------------------------------ the glue
+
+
+def test_stop_keeps_what_was_reached(lite0) -> None:
+    """What the Stop rerun does: verify the last recorded image and keep the history (no Streamlit needed)."""
+    from attacks import make_attack
+    from images import load_image
+    from ui import loaders
+    from ui.pickers import AttackChoice, ImageChoice, ModelInput
+
+    png = loaders.to_png(lite0.preprocess(load_image("chelsea")))
+    probs = lite0.probabilities(lite0.to_tensor(load_image("chelsea")))[0].numpy()
+    seen = ModelInput("efficientnet_lite0", lite0, png, probs)
+    attack = make_attack("relabel", step_size=0.05, steps=500)
+    choice = AttackChoice("relabel", dict(attack.hparams), attack)
+    record = live.new_record(seen, ImageChoice("chelsea", "chelsea"), class_index("umbrella"), choice, {}, 0.0)
+    for _ in range(3):
+        record.record(next(record.steps_iter))
+    live.finish(record, "stopped")
+    assert record.status == "stopped" and record.steps == [0, 1, 2] and record.steps_iter is None
+    assert record.verdict is not None and not record.verdict.success
+    assert record.verdict.rms_distortion == pytest.approx(record.rms[-1], abs=1e-6)
+    assert np.array_equal(np.asarray(loaders.from_png(record.adversarial_png)), record.last_image)
+
+
+def test_bar_rows_keep_their_order() -> None:
+    rows = figures.BarRows(source=0, target=1, n_rows=5)
+    p = np.zeros(10)
+    p[[0, 1, 2, 3, 4]] = [0.5, 0.1, 0.2, 0.15, 0.05]
+    assert rows.update(p) == [0, 1, 2, 3, 4]
+    p[7], p[4] = 0.3, 0.0  # a newcomer takes the weakest other row's place, in place
+    assert rows.update(p) == [0, 1, 2, 3, 7]
+    p[2] = 0.0
+    p[3] = 0.6  # reordering of probabilities does not reorder rows
+    assert rows.update(p) == [0, 1, 2, 3, 7]
+
+
+def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
+    bars = figures.probability_bars([5, 6], [0.2, 0.7], ["a", "b"], source=5, target=6)
+    assert bars["layout"]["xaxis"]["range"] == [0, 1]
+    assert bars["data"][0]["marker"]["color"] == [figures.SOURCE_COLOUR, figures.TARGET_COLOUR]
+    lines = figures.history_lines(list(range(5000)), [0.5] * 5000, [0.1] * 5000, [0.001] * 5000,
+                                  source_label="cat", target_label="umbrella", flip_step=4321, rms_cap=0.01)
+    assert len(lines["data"][0]["x"]) <= 410 and 4321 in lines["data"][0]["x"]
+    assert any(s.get("x0") == 4321 for s in lines["layout"]["shapes"])
+    labels = figures.row_labels([134, 517, 1], IMAGENET_CATEGORIES, source=1, target=None)
+    assert len(set(labels)) == 3  # the two "crane" classes stay distinguishable
+
+
+def test_throttle_keeps_drawing_within_its_budget() -> None:
+    throttle = live.Throttle(min_interval=0.1, budget=0.1)
+    now, drawn = 0.0, 0.0
+    for _ in range(1000):  # a simulated run: 0.05 s steps, a draw costs 0.03 s
+        now += 0.05
+        if throttle.due(now):
+            now += 0.03
+            throttle.spent(now - 0.03, now, now)
+            drawn += 0.03
+    assert drawn / now <= 0.1 + 1e-9
+
+
+def test_snapshots_stay_bounded_over_a_long_run() -> None:
+    snaps = live.Snapshots(capacity=16)
+    frame = np.zeros((4, 4, 3), np.uint8)
+    for step in range(0, 10000, 7):
+        snaps.add(step, frame)
+    assert len(snaps.frames) <= 16 and max(snaps.frames) == 9996 and min(snaps.frames) == 0
+    assert snaps.at(5000)[0] <= 5000
+
+
+def test_no_gradients_in_pages_or_ui() -> None:
+    for path in [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]:
+        text = path.read_text()
+        assert not re.search(r"autograd|\.backward\(|requires_grad_\(True\)", text), path
+
+
+def test_app_is_a_router_only() -> None:
+    text = (ROOT / "app.py").read_text()
+    assert "st.navigation(PAGES).run()" in text and 'layout="wide"' in text
+    assert "import torch" not in text and "ui" not in re.findall(r"^from (\w+)", text, re.M)
+
+
+def test_parse_target_and_url_text_round_trip() -> None:
+    for choice in [*S.TARGET_SPECIALS, class_index("umbrella"), 134, 517]:
+        assert S.parse_target(S.target_text(choice)) == choice

@@ -1,0 +1,252 @@
+"""The Attack Lab's inputs: image (gallery, upload, camera), model, target class and attack with its parameters.
+
+Each picker draws its widgets where it is called, shows what is wrong with the input as one st.error sentence,
+and returns None (or a not-ready value) instead of raising, so the rest of the page stays usable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from attacks import ATTACKS, Attack, AttackError, Param, make_attack
+from images import SAMPLES, ImageError
+from models import IMAGENET_CATEGORIES, MODELS, Classifier, class_index, weights_cached
+from ui import loaders
+from ui import state as S
+
+GALLERY_COLUMNS = 4
+PRESET_KEY = "preset"
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The picked image: a sample id, or the bytes of an upload / camera shot (never the UploadedFile itself)."""
+
+    name: str
+    sample_id: str | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """The picked image as the picked model sees it, and what the model makes of it."""
+
+    model_name: str
+    model: Classifier
+    png: bytes  # (H, W) 8-bit RGB, exactly the attack's starting point
+    probs: np.ndarray  # (K,)
+
+    @property
+    def source(self) -> int:
+        return int(self.probs.argmax())
+
+
+@dataclass(frozen=True)
+class AttackChoice:
+    """The picked attack, its parameter values as the widgets hold them, and the engine's instance."""
+
+    name: str
+    params: dict[str, float]
+    attack: Attack | None  # None when a parameter is out of range (the error is on the page)
+
+
+def _use_sample(sample_id: str) -> None:
+    st.session_state[S.SOURCE] = S.SOURCES[0]
+    st.session_state[S.IMAGE] = sample_id
+
+
+def _apply_preset() -> None:
+    """Pills callback: set image and target from the story, then clear the pill (a preset is an action)."""
+    label = st.session_state.get(PRESET_KEY)
+    preset = next((p for p in S.PRESETS if p.label == label), None)
+    if preset is not None:
+        _use_sample(preset.image)
+        st.session_state[S.TARGET] = class_index(preset.target)
+    st.session_state[PRESET_KEY] = None
+
+
+def _short_name(sample_id: str) -> str:
+    """Gallery label: the true label where known (ImageNet samples), else the title without its remark."""
+    sample = SAMPLES[sample_id]
+    if sample.label is not None:
+        return IMAGENET_CATEGORIES[sample.label]
+    return sample.title.split(" (")[0]
+
+
+def _gallery(disabled: bool) -> None:
+    """Square thumbnails of the shipped samples in a scrolling box; the button under each picks it."""
+    chosen = st.session_state.get(S.IMAGE)
+    st.caption("ImageNet samples are named by their true label.")
+    with st.container(height=250, border=False):
+        ids = list(SAMPLES)
+        for row in range(0, len(ids), GALLERY_COLUMNS):
+            cols = st.columns(GALLERY_COLUMNS, gap="small")
+            for col, sample_id in zip(cols, ids[row : row + GALLERY_COLUMNS], strict=False):
+                with col:
+                    sample = SAMPLES[sample_id]
+                    st.image(loaders.thumbnail_png(sample_id), width="stretch")
+                    picked = sample_id == chosen
+                    truth = f" — true label: {IMAGENET_CATEGORIES[sample.label]}" if sample.label is not None else ""
+                    st.button(
+                        "Selected" if picked else "Use", key=f"use-{sample_id}", width="stretch",
+                        type="primary" if picked else "secondary", disabled=disabled,
+                        on_click=_use_sample, args=(sample_id,), help=f"{sample.title}{truth}",
+                    )
+                    st.caption(_short_name(sample_id))
+
+
+def setup_summary() -> str:
+    """One line naming the current setup, for the label of the collapsed setup panel."""
+    state = st.session_state
+    source = state.get(S.SOURCE)
+    image = SAMPLES[state[S.IMAGE]].title if source == S.SOURCES[0] and state.get(S.IMAGE) in SAMPLES else (
+        "your upload" if source == "Upload" else "a camera shot")
+    target = state.get(S.TARGET)
+    goal = _target_label(target).lstrip("★ ") if target is not None else "?"
+    return (f"**Setup:** {image} → {goal} · {MODELS[state[S.MODEL]].title} · {ATTACKS[state[S.ATTACK]].title}")
+
+
+def image_picker(*, disabled: bool) -> ImageChoice | None:
+    """Samples (searchable list + gallery), an upload or the camera; None until there is an image."""
+    source = st.segmented_control("Image from", S.SOURCES, key=S.SOURCE, required=True, disabled=disabled)
+    if source == "Upload":
+        upload = st.file_uploader(
+            "Upload an image (PNG, JPEG, WebP, …)", key=S.UPLOAD, disabled=disabled, max_upload_size=50
+        )
+        return None if upload is None else ImageChoice(name=upload.name, data=upload.getvalue())
+    if source == "Camera":
+        shot = st.camera_input("Take a picture", key=S.CAMERA, disabled=disabled)
+        return None if shot is None else ImageChoice(name="camera", data=shot.getvalue())
+    if not SAMPLES:
+        st.error("No sample images are installed (scikit-image, scikit-learn or foolbox); upload an image instead.")
+        return None
+    sample_id = st.selectbox(
+        "Sample", list(SAMPLES), key=S.IMAGE, format_func=lambda s: SAMPLES[s].title, disabled=disabled
+    )
+    _gallery(disabled)
+    return ImageChoice(name=sample_id, sample_id=sample_id)
+
+
+def _model_label(name: str) -> str:
+    spec = MODELS[name]
+    if spec.offline:
+        return f"{spec.title} · offline"
+    return f"{spec.title} · online{' (cached)' if weights_cached(name) else ', downloads weights'}"
+
+
+def model_picker(*, disabled: bool) -> str | None:
+    """The model's registry name, or None (with the reason on the page) when its weights cannot be had."""
+    name = st.selectbox("Model", list(MODELS), key=S.MODEL, format_func=_model_label, disabled=disabled)
+    problem = loaders.model_problem(name)
+    if problem:
+        st.error(f"This model cannot be used: {problem}.")
+        return None
+    return name
+
+
+def model_view(model_name: str | None, image: ImageChoice | None) -> ModelInput | None:
+    """Show the image as the model sees it (resized and centre-cropped) with the model's top-5."""
+    st.markdown("**What the model sees**")
+    if model_name is None or image is None:
+        st.info("Pick an image and a model that can be loaded.")
+        return None
+    try:
+        png = loaders.model_input_png(model_name, image.sample_id, image.data)
+    except ImageError as err:
+        st.error(f"This image cannot be used: {err}.")
+        return None
+    seen = ModelInput(model_name, loaders.get_model(model_name), png, loaders.probabilities(model_name, png))
+    size = seen.model.input_size
+    st.image(png, caption=f"{image.name} · {size}×{size} pixels", output_format="PNG", width="stretch")
+    top = np.argsort(-seen.probs)[:5]
+    table = pd.DataFrame(
+        {"class": [IMAGENET_CATEGORIES[i] for i in top], "probability": [100 * float(seen.probs[i]) for i in top]}
+    )
+    st.dataframe(
+        table, hide_index=True, width="stretch",
+        column_config={"probability": st.column_config.ProgressColumn(
+            "probability", format="%.1f%%", min_value=0.0, max_value=100.0, width="small")},
+    )
+    return seen
+
+
+def _target_label(choice: S.TargetChoice) -> str:
+    if choice == S.LEAST_LIKELY:
+        return "★ least likely class"
+    if choice == S.RANDOM:
+        return "★ random class"
+    if choice == S.UNTARGETED:
+        return "★ any other class (untargeted)"
+    name = IMAGENET_CATEGORIES[int(choice)]
+    return f"{name} (#{choice})" if IMAGENET_CATEGORIES.count(name) > 1 else name
+
+
+TARGET_OPTIONS: list[S.TargetChoice] = [*S.TARGET_SPECIALS, *range(len(IMAGENET_CATEGORIES))]
+
+
+def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[S.TargetChoice, bool]:
+    """Story presets and a searchable list of all 1000 classes; returns (choice, valid)."""
+    st.markdown("**Target class**")
+    st.pills("Stories", [p.label for p in S.PRESETS], key=PRESET_KEY, on_change=_apply_preset, disabled=disabled,
+             help="Set up a classic: picks the image and the target.", width="stretch", wrap=True)
+    choice = st.selectbox(
+        "Make the model see…", TARGET_OPTIONS, key=S.TARGET, format_func=_target_label, disabled=disabled,
+        help="Type to search the 1000 ImageNet classes.",
+    )
+    if seen is None:
+        return choice, False
+    source_name = IMAGENET_CATEGORIES[seen.source]
+    if isinstance(choice, int) and choice == seen.source:
+        st.error(f"The target is the image's current class ({source_name}); pick another target.")
+        return choice, False
+    if choice == S.LEAST_LIKELY:
+        st.caption(f"Least likely now: {IMAGENET_CATEGORIES[int(seen.probs.argmin())]}")
+    return choice, True
+
+
+#: Friendlier labels for the parameter names the attacks share; anything else is shown as its name.
+PARAM_LABELS = {
+    "max_rms": "Max RMS distortion",
+    "step_size": "Step size",
+    "steps": "Steps",
+    "eps": "Budget ε",
+    "random_start": "Random start (1 = yes)",
+    "decay": "Momentum decay μ",
+}
+
+
+def _param_widget(attack: str, param: Param, disabled: bool) -> float:
+    key = S.param_key(attack, param.name)
+    label = PARAM_LABELS.get(param.name, param.name.replace("_", " ").capitalize())
+    if param.unit and param.unit != "rms":
+        label += f" ({param.unit})"
+    if param.integer:
+        return st.number_input(label, int(param.low), int(param.high), step=1, key=key, help=param.help,
+                               disabled=disabled)
+    step = 10 ** np.floor(np.log10(abs(param.default))) / 2 if param.default else 0.1
+    return st.number_input(label, float(param.low), float(param.high), step=float(step), format="%g", key=key,
+                           help=param.help, disabled=disabled)
+
+
+def attack_picker(target: S.TargetChoice, *, disabled: bool) -> AttackChoice:
+    """The attack, a one-line summary of it, and its parameters (two per row), checked by the engine."""
+    name = st.selectbox("Attack", list(ATTACKS), key=S.ATTACK, format_func=lambda a: ATTACKS[a].title,
+                        disabled=disabled)
+    cls = ATTACKS[name]
+    st.caption(cls.summary)
+    params: dict[str, float] = {}
+    cols = st.columns(2, gap="small")
+    for i, param in enumerate(cls.params):
+        with cols[i % 2]:
+            params[param.name] = _param_widget(name, param, disabled)
+    try:
+        attack = make_attack(name, **params)
+        attack.check_targeted(target != S.UNTARGETED)
+    except AttackError as err:
+        st.error(f"These settings cannot be used: {err}.")
+        return AttackChoice(name, params, None)
+    return AttackChoice(name, params, attack)
