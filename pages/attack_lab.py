@@ -38,7 +38,7 @@ ready = seen is not None and target_ok and choice.attack is not None
 
 query = S.settings_query(
     image=image.sample_id if image is not None else None, model=st.session_state[S.MODEL], target=target,
-    attack=choice.name, params=choice.params,
+    attack=choice.name, params=choice.params, confidence=choice.confidence,
 )
 S.write_url(query)
 

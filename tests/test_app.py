@@ -71,6 +71,7 @@ def test_first_load_shows_the_setup_and_no_run() -> None:
     assert not at.button(key="run").disabled and at.button(key="stop").disabled
     assert "lab.record" not in at.session_state  # opening the page never starts a run
     assert at.query_params["target"] == "umbrella" and at.query_params["image"] == "chelsea"
+    assert at.query_params["confidence"] == "0.9"
 
 
 def test_default_run_completes_with_charts_images_and_verdict(finished: AppTest) -> None:
@@ -81,7 +82,10 @@ def test_default_run_completes_with_charts_images_and_verdict(finished: AppTest)
     assert record.status == "finished"
     assert record.verdict is not None and record.verdict.success
     assert record.verdict.label == "umbrella"
-    assert record.flip_step is not None and record.steps[-1] == record.flip_step
+    assert record.flip_step is not None and record.steps[-1] >= record.flip_step
+    # The default goal: stop once p(umbrella) >= 0.9 on the 8-bit image, within the paper's RMS cap.
+    assert record.confidence == S.DEFAULT_CONFIDENCE
+    assert record.verdict.target_probability >= S.DEFAULT_CONFIDENCE and record.verdict.rms_distortion <= 0.01
     assert len(at.get("plotly_chart")) >= 2  # probability bars and the history lines
     captions = [c for img in at.get("image") for c in img.captions]
     assert any(c.startswith("Original") for c in captions)

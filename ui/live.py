@@ -120,6 +120,7 @@ class RunRecord:
     seed: int
     source: int
     target: int | None
+    confidence: float
     original_png: bytes
     original: np.ndarray  # (H, W, 3) uint8
     probs0: np.ndarray  # (K,) of the original
@@ -185,6 +186,7 @@ class RunRecord:
             "attack": self.attack_name,
             "parameters": self.params,
             "target_choice": self.target_choice,
+            "confidence": self.confidence,
             "seed": self.seed,
             "source": {"index": self.source, "label": source_label, "probability": float(self.probs0[self.source])},
             "target": None if self.target is None else {"index": self.target, "label": target_label},
@@ -254,6 +256,7 @@ def new_record(
     goal = Goal(
         torch.tensor([source], device=model.device),
         None if target_idx is None else torch.tensor([target_idx], device=model.device),
+        choice.confidence if target_idx is not None else 0.0,
     )
     now = perf_counter()
     timings = Timings(clicked=clicked)
@@ -269,6 +272,7 @@ def new_record(
         seed=seed,
         source=source,
         target=target_idx,
+        confidence=choice.confidence if target_idx is not None else 0.0,
         original_png=seen.png,
         original=np.array(original, dtype=np.uint8),  # a writable copy (torch.from_numpy warns otherwise)
         probs0=seen.probs,
@@ -289,7 +293,7 @@ def finish(record: RunRecord, status: str) -> None:
     model = loaders.get_model(record.model_name)
     adversarial_png = loaders.to_png(record.last_image)
     record.verdict = verify(model, loaders.from_png(record.original_png), loaders.from_png(adversarial_png),
-                            source=record.source, target=record.target)
+                            source=record.source, target=record.target, confidence=record.confidence)
     record.adversarial_png = adversarial_png
     record.snapshots.add(record.steps[-1] if record.steps else 0, record.last_image)
 

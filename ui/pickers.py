@@ -52,6 +52,7 @@ class AttackChoice:
     name: str
     params: dict[str, float]
     attack: Attack | None  # None when a parameter is out of range (the error is on the page)
+    confidence: float = 0.0  # targeted: also require p(target) >= this on the 8-bit image
 
 
 def _use_sample(sample_id: str) -> None:
@@ -243,10 +244,17 @@ def attack_picker(target: S.TargetChoice, *, disabled: bool) -> AttackChoice:
     for i, param in enumerate(cls.params):
         with cols[i % 2]:
             params[param.name] = _param_widget(name, param, disabled)
+    confidence = 0.0
+    if target != S.UNTARGETED:
+        confidence = st.slider(
+            "Stop when p(target) reaches", 0.0, 0.99, step=0.01, key=S.CONFIDENCE, disabled=disabled,
+            help="The run stops once the saved 8-bit image gives the target at least this probability. "
+            "0 = as soon as the target is the top class (the paper's criterion).",
+        )
     try:
         attack = make_attack(name, **params)
         attack.check_targeted(target != S.UNTARGETED)
     except AttackError as err:
         st.error(f"These settings cannot be used: {err}.")
-        return AttackChoice(name, params, None)
-    return AttackChoice(name, params, attack)
+        return AttackChoice(name, params, None, confidence)
+    return AttackChoice(name, params, attack, confidence)

@@ -28,6 +28,8 @@ MODEL = "model"
 TARGET = "target"
 ATTACK = "attack"
 GAIN = "gain"
+CONFIDENCE = "confidence"  # targeted runs stop once p(target) reaches this on the 8-bit image
+DEFAULT_CONFIDENCE = 0.9  # a convincing verdict in class; 0 is the paper's criterion (the target is top-1)
 SETUP_OPEN = "setup_open"  # the setup panel; Run folds it so the live view moves up into sight
 
 SOURCES = ("Samples", "Upload", "Camera")
@@ -113,6 +115,7 @@ def init_state() -> None:
     state.setdefault(TARGET, class_index("umbrella"))
     state.setdefault(ATTACK, DEFAULT_ATTACK)
     state.setdefault(GAIN, 10)
+    state.setdefault(CONFIDENCE, DEFAULT_CONFIDENCE)
     for name, cls in ATTACKS.items():
         for p in cls.params:
             state.setdefault(param_key(name, p.name), int(p.default) if p.integer else float(p.default))
@@ -141,6 +144,15 @@ def apply_query(query: Mapping[str, str]) -> list[str]:
             state[TARGET] = parse_target(query["target"])
         except UnknownClassError as err:
             errors.append(f"the link's target is not usable: {err}")
+    if "confidence" in query:
+        try:
+            value = float(query["confidence"])
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and 0.0 <= value <= 0.99:
+            state[CONFIDENCE] = value
+        else:
+            errors.append("the link's confidence was ignored: it must be between 0 and 0.99")
     attack = query.get("attack", state[ATTACK])
     if attack in ATTACKS:
         state[ATTACK] = attack
@@ -161,13 +173,16 @@ def url_errors() -> list[str]:
 
 
 def settings_query(
-    *, image: str | None, model: str, target: TargetChoice, attack: str, params: Mapping[str, float]
+    *, image: str | None, model: str, target: TargetChoice, attack: str, params: Mapping[str, float],
+    confidence: float = 0.0,
 ) -> dict[str, str]:
     """The URL parameters that set the page up identically (uploads and camera shots cannot travel in a link)."""
     query = {"model": model, "target": target_text(target), "attack": attack}
     if image is not None:
         query = {"image": image, **query}
     query.update({k: f"{v:g}" for k, v in params.items()})
+    if target != UNTARGETED:
+        query["confidence"] = f"{confidence:g}"
     return query
 
 
