@@ -19,6 +19,7 @@ from PIL import Image
 from attacks import ATTACKS, AttackError, make_attack
 from attacks.metrics import amplified_difference
 from attacks.runner import AttackResult, attack_targets, summarize, verify
+from experiments.cli_commands import add_commands
 from images import ImageError, load_image
 from models import (
     MODELS,
@@ -223,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--json", action="store_true", help="print the result JSON on stdout")
     a.set_defaults(func=cmd_attack)
+
+    add_commands(sub)  # synthesize, transfer, robustness
     return p
 
 

@@ -1,0 +1,196 @@
+"""Transfer: does an adversarial image made on one model fool the others?
+
+Seed 004 sec. 3.1 (Robinson & Graham): images relabelled on GoogLeNet "do not transfer over" to AlexNet. Seed 003
+(universal perturbations) and the transfer literature (Papernot et al. 2016, arXiv:1605.07277; Liu et al. 2017,
+arXiv:1611.02770) find that untargeted perturbations with a larger budget often do, and that attacking an
+ensemble and input diversity (Xie et al. 2019, arXiv:1803.06978) make them transfer more. This module runs one
+attack on a source model (or an ensemble), saves the 8-bit image, and classifies that image with every
+evaluation model, each at its own input size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from attacks import Attack, AttackError, Step
+from experiments.common import AttackOutcome, attack_image, check_number, classify
+from experiments.wrappers import DiverseInput, Ensemble
+from models import Classifier, load_model
+
+ModelLoader = Callable[[str], Classifier]
+
+
+@dataclass
+class EvalRow:
+    """What one evaluation model makes of the clean and of the adversarial image (resized to its input size)."""
+
+    model: str
+    input_size: int
+    clean_index: int
+    clean_label: str
+    index: int
+    label: str
+    probability: float
+    p_target: float | None
+    p_source: float
+    p_source_clean: float
+    fooled: bool  # targeted: the top class is the target; untargeted: the top class changed from the clean one
+    is_source: bool  # this model was attacked (white-box), so the row is not a transfer
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "input_size": self.input_size,
+            "clean": {"index": self.clean_index, "label": self.clean_label},
+            "predicted": {"index": self.index, "label": self.label, "probability": self.probability},
+            "p_target": self.p_target,
+            "p_source": self.p_source,
+            "p_source_clean": self.p_source_clean,
+            "fooled": self.fooled,
+            "attacked": self.is_source,
+        }
+
+
+@dataclass
+class TransferResult:
+    """One attack on the source model(s) and its evaluation by every evaluation model."""
+
+    source_models: list[str]
+    diversity: float
+    outcome: AttackOutcome
+    rows: list[EvalRow]
+    categories: tuple[str, ...] = field(repr=False)
+
+    @property
+    def source_name(self) -> str:
+        name = " + ".join(self.source_models)
+        return f"{name} (input diversity {self.diversity:g})" if self.diversity else name
+
+    @property
+    def transfer_rate(self) -> float | None:
+        """Fraction of the models that were not attacked which are fooled; None when every model was attacked."""
+        others = [r for r in self.rows if not r.is_source]
+        return sum(r.fooled for r in others) / len(others) if others else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source_models": self.source_models,
+            "input_diversity": self.diversity,
+            "attack": self.outcome.to_json(self.categories),
+            "evaluations": [r.to_json() for r in self.rows],
+            "transfer_rate": self.transfer_rate,
+        }
+
+
+def evaluate_transfer(
+    original: Image.Image,
+    adversarial: Image.Image,
+    *,
+    source: int,
+    target: int | None,
+    models: Sequence[Classifier],
+    attacked: Sequence[str] = (),
+) -> list[EvalRow]:
+    """Classify the clean and the adversarial 8-bit image with each model, each resized to its own input size.
+
+    Both images go through the same resize, so a difference between them is the perturbation's doing.
+    """
+    rows = []
+    for m in models:
+        clean, adv = classify(m, [original, adversarial])  # (K,) each
+        top, clean_top = int(adv.argmax()), int(clean.argmax())
+        fooled = top == target if target is not None else top != clean_top
+        rows.append(
+            EvalRow(
+                model=m.name,
+                input_size=m.input_size,
+                clean_index=clean_top,
+                clean_label=m.categories[clean_top],
+                index=top,
+                label=m.categories[top],
+                probability=float(adv[top]),
+                p_target=None if target is None else float(adv[target]),
+                p_source=float(adv[source]),
+                p_source_clean=float(clean[source]),
+                fooled=bool(fooled),
+                is_source=m.name in attacked,
+            )
+        )
+    return rows
+
+
+def run_transfer(
+    image: Image.Image,
+    *,
+    source_models: Sequence[str],
+    eval_models: Sequence[str],
+    attack: Attack,
+    target: int | None,
+    diversity: float = 0.0,
+    diversity_samples: int = 1,
+    full_budget: bool = False,
+    confidence: float = 0.0,
+    seed: int = 0,
+    on_step: Callable[[Step], None] | None = None,
+    loader: ModelLoader = load_model,
+) -> TransferResult:
+    """Attack `image` (any size; preprocessed for the first source model) on the source model, or on the ensemble
+    of all `source_models`, optionally through input diversity (probability `diversity` per copy), then evaluate
+    the saved 8-bit image on every model of `eval_models`.
+
+    full_budget: keep going after the first success (the engine stops there by default); larger budgets and extra
+    steps are what make untargeted perturbations transfer.
+    """
+    if not source_models:
+        raise AttackError("choose at least one source model")
+    if not eval_models:
+        raise AttackError("choose at least one evaluation model")
+    diversity = check_number("input diversity", diversity, 0.0, 1.0)
+    diversity_samples = check_number("diversity samples", diversity_samples, 1, 64, integer=True)
+    members = [loader(n) for n in source_models]
+    evaluators = [loader(n) for n in eval_models]
+    plain = members[0] if len(members) == 1 else Ensemble(members)
+    attacked = DiverseInput(plain, prob=diversity, samples=diversity_samples, seed=seed) if diversity else plain
+    original = members[0].preprocess(image)
+    outcome = attack_image(
+        attacked,
+        plain,
+        original,
+        attack,
+        target,
+        confidence=confidence,
+        full_budget=full_budget,
+        seed=seed,
+        on_step=on_step,
+    )
+    rows = evaluate_transfer(
+        original,
+        outcome.adversarial,
+        source=outcome.source,
+        target=target,
+        models=evaluators,
+        attacked=list(source_models),
+    )
+    return TransferResult(list(source_models), diversity, outcome, rows, members[0].categories)
+
+
+def matrix(results: Sequence[TransferResult], value: str = "fooled") -> tuple[list[str], list[str], list[list[Any]]]:
+    """(row names, column names, values) for a heatmap: one row per source, one column per evaluation model.
+
+    value: 'fooled' (bool), 'p_target', 'p_source', or 'label'.
+    """
+    if value not in ("fooled", "p_target", "p_source", "label"):
+        raise AttackError(f"unknown matrix value {value!r}")
+    cols: list[str] = []
+    for r in results:
+        cols.extend(e.model for e in r.rows if e.model not in cols)
+    names = [r.source_name for r in results]
+    cells = []
+    for r in results:
+        by_model = {e.model: e for e in r.rows}
+        cells.append([getattr(by_model[c], value) if c in by_model else None for c in cols])
+    return names, cols, cells
