@@ -8,33 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor, nn
+from tinynet import TinyNet  # tests/ is on sys.path: pytest's default 'prepend' import mode puts it there
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
-class TinyNet(nn.Module):
-    """3x16x16 pixels in [0,1] -> 10 logits; fixed random weights, normalization inside like Classifier."""
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.fc = nn.Linear(8 * 4 * 4, 10)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        self.eval()
-        self.requires_grad_(False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = torch.relu(self.conv((x - 0.5) / 0.25))  # (N, 8, 16, 16)
-        h = nn.functional.avg_pool2d(h, 4)  # (N, 8, 4, 4)
-        return self.fc(h.flatten(1))  # (N, 10)
 
 
 @pytest.fixture(scope="session")

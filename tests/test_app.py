@@ -192,8 +192,7 @@ def test_unreachable_online_model_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     at.selectbox(key=S.MODEL).set_value("resnet50").run()
     assert not at.exception, at.exception
     assert any(
-        "weights for resnet50 are not in the local cache and cannot be downloaded: no network" in e
-        for e in _errors(at)
+        "weights for resnet50 are not in the local cache and cannot be downloaded: no network" in e for e in _errors(at)
     )
     assert at.button(key="run").disabled
     at.selectbox(key=S.MODEL).set_value("efficientnet_lite0").run()  # the page stays usable
@@ -208,8 +207,15 @@ def test_target_equal_to_the_current_class_is_refused() -> None:
 
 
 def test_shared_url_sets_the_page_up_without_running() -> None:
-    at = _app(image="coffee", model="efficientnet_lite0", target="tarantula", attack="bim", steps="7", eps="3",
-              step_size="0.5")
+    at = _app(
+        image="coffee",
+        model="efficientnet_lite0",
+        target="tarantula",
+        attack="bim",
+        steps="7",
+        eps="3",
+        step_size="0.5",
+    )
     assert not at.exception, at.exception
     assert not _errors(at)
     assert at.selectbox(key=S.IMAGE).value == "coffee"
@@ -298,8 +304,16 @@ def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
     bars = figures.probability_bars([5, 6], [0.2, 0.7], ["a", "b"], source=5, target=6)
     assert bars["layout"]["xaxis"]["range"] == [0, 1]
     assert bars["data"][0]["marker"]["color"] == [figures.SOURCE_COLOUR, figures.TARGET_COLOUR]
-    lines = figures.history_lines(list(range(5000)), [0.5] * 5000, [0.1] * 5000, [0.001] * 5000,
-                                  source_label="cat", target_label="umbrella", flip_step=4321, rms_cap=0.01)
+    lines = figures.history_lines(
+        list(range(5000)),
+        [0.5] * 5000,
+        [0.1] * 5000,
+        [0.001] * 5000,
+        source_label="cat",
+        target_label="umbrella",
+        flip_step=4321,
+        rms_cap=0.01,
+    )
     assert len(lines["data"][0]["x"]) <= 410 and 4321 in lines["data"][0]["x"]
     assert any(s.get("x0") == 4321 for s in lines["layout"]["shapes"])
     labels = figures.row_labels([134, 517, 1], IMAGENET_CATEGORIES, source=1, target=None)

@@ -7,14 +7,14 @@ import io
 
 import pytest
 import torch
-from conftest import TinyNet
 from PIL import Image
+from tinynet import TinyClassifier
 from torch import Tensor, nn
 
 from attacks import AttackError, Goal, make_attack
 from attacks.metrics import quantize, rms
 from attacks.runner import run_to_end
-from experiments.common import FullBudgetGoal, attack_image, classify, query_probabilities
+from experiments.common import FullBudgetGoal, attack_image, classify
 from experiments.robustness import EOT, TRANSFORMS, EOTConfig, eot_transform, evaluate_robustness
 from experiments.synthesis import (
     evolve,
@@ -30,24 +30,6 @@ from images import SAMPLES, load_image
 from models import class_index, load_model, pil_to_tensor, tensor_to_pil
 
 UMBRELLA = 879
-
-
-class TinyClassifier(TinyNet):
-    """TinyNet with the Classifier interface the experiments use (16x16 input, 10 classes)."""
-
-    input_size = 16
-    categories = tuple(f"class{i}" for i in range(10))
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__(seed)
-        self.name = f"tiny{seed}"
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def probabilities(self, x: Tensor) -> Tensor:
-        return query_probabilities(self, x)
 
 
 class GradSpy(nn.Module):

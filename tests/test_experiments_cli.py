@@ -3,16 +3,13 @@ bad input answered with exit code 2 and one line on stderr."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 import cli
-from experiments.cli_commands import add_commands
 from experiments.common import classify
 from images import SAMPLES
 from models import load_model
@@ -21,25 +18,11 @@ UMBRELLA = 879
 IMAGE = "imagenet_16" if "imagenet_16" in SAMPLES else "chelsea"
 
 
-def _parser() -> argparse.ArgumentParser:
-    """cli.py's parser, with the experiment commands added here until cli.build_parser calls add_commands."""
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "synthesize" not in sub.choices:
-        add_commands(sub)
-    return parser
-
-
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """What `python cli.py ARGV` does (cli.main's error handling), returning (exit code, stdout, stderr)."""
+    """Run `python cli.py ARGV` in-process through cli.main, returning (exit code, stdout, stderr)."""
     try:
-        args = _parser().parse_args(argv)
-        try:
-            code = int(args.func(args))
-        except cli.USER_ERRORS as err:
-            print(f"error: {err}", file=sys.stderr)
-            code = 2
-    except SystemExit as stop:
+        code = cli.main(argv)
+    except SystemExit as stop:  # argparse's own errors exit 2 with one line
         code = int(stop.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
@@ -120,21 +103,22 @@ def test_synthesize_visualize_text_output(tmp_path, capsys) -> None:
 def transferred(tmp_path_factory) -> tuple[Path, dict]:
     """One targeted relabel transfer run from Lite0, evaluated on Lite0 and Lite1."""
     folder = tmp_path_factory.mktemp("transfer")
-    args = _parser().parse_args(
-        [
-            "transfer",
-            "--image",
-            IMAGE,
-            "--target",
-            "umbrella",
-            "--eval-models",
-            "efficientnet_lite0,efficientnet_lite1",
-            "--out",
-            str(folder),
-            "--json",
-        ]
+    assert (
+        cli.main(
+            [
+                "transfer",
+                "--image",
+                IMAGE,
+                "--target",
+                "umbrella",
+                "--eval-models",
+                "efficientnet_lite0,efficientnet_lite1",
+                "--out",
+                str(folder),
+            ]
+        )
+        == 0
     )
-    assert args.func(args) == 0
     return folder, json.loads((folder / "transfer.json").read_text())
 
 
