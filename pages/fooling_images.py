@@ -44,14 +44,16 @@ with settings:
             "Classes (up to 6)", K + "classes", [class_index(c) for c in GALLERY_DEFAULT], max_selections=6
         )
     else:
-        targets = [V.class_select("Target class", K + "target", class_index("umbrella"))]
+        # Evolution gets its own default: a texture class, which a query-only search reaches in a minute.
+        key, default = (K + "target_e", "chain mail") if mode == "evolve" else (K + "target", "umbrella")
+        targets = [V.class_select("Target class", key, class_index(default))]
     init = st.radio(
         "Start from",
         INITS,
         format_func=INIT_TITLES.get,
         key=K + "init." + mode,
         horizontal=True,
-        index=INITS.index("grey" if mode == "visualize" else "gaussian"),
+        index=INITS.index("grey" if mode in ("visualize", "evolve") else "gaussian"),
     )
     seed = int(st.number_input("Seed", 0, 10_000, 0, key=K + "seed", help="Changes the noise and the evolution."))
     params: dict[str, Any] = {}
@@ -182,16 +184,19 @@ def _draw(slots: dict[str, Any], store: dict[str, Any], key: str, unit: str) -> 
         ok = "reached" if data["success"][0] else ("not reached" if data["done"] else "running…")
         extra = f" · {data['queries']} queries" if unit == "generation" else ""
         slots["status"].markdown(
-            f"**{unit.capitalize()} {data['index']}** · RMS distortion from the start image "
-            f"**{rms:.4f}** (the paper: ~0.03 from Gaussian noise){extra} · {ok}"
+            f"**{unit.capitalize()} {data['index']}** · RMS distortion from the start image **{rms:.4f}**{extra} · {ok}"
         )
 
 
-def _single_slots(container: Any, with_curve: bool = True) -> dict[str, Any]:
+def _single_slots(container: Any, with_curve: bool = True, stacked: bool = False) -> dict[str, Any]:
+    """Status line, image and bars (side by side, or stacked in a narrow column), and the probability curve."""
     with container:
         status = st.empty()
-        left, right = st.columns([1, 1.2], gap="medium")
-        slots = {"status": status, "image": left.empty(), "bars": right.empty()}
+        if stacked:
+            slots = {"status": status, "image": st.empty(), "bars": st.empty()}
+        else:
+            left, right = st.columns([1, 1.2], gap="medium")
+            slots = {"status": status, "image": left.empty(), "bars": right.empty()}
         if with_curve:
             slots["curve"] = st.empty()
     return slots
@@ -204,6 +209,12 @@ with view:
         if mode in ("grow", "evolve"):
             unit = "generation" if mode == "evolve" else "step"
             slots = _single_slots(st.container())
+            if mode == "grow":
+                st.caption(
+                    "White box: the paper's relabelling step (the sign of the gradient, 1/255 per pixel) from the "
+                    "start image until the saved 8-bit image reaches the confidence. Robinson & Graham needed an "
+                    "RMS distortion of about 0.03 from Gaussian noise."
+                )
             if mode == "evolve":
                 st.caption(
                     "Black box: every image is rounded to 8 bits and classified without gradients; only "
@@ -250,8 +261,8 @@ with view:
                 st.markdown("##### Fooling image (no regulariser)")
             with right:
                 st.markdown("##### Class visualisation (regularised)")
-            fool_slots = _single_slots(left, with_curve=False)
-            vis_slots = _single_slots(right, with_curve=False)
+            fool_slots = _single_slots(left, with_curve=False, stacked=True)
+            vis_slots = _single_slots(right, with_curve=False, stacked=True)
             if run and model is not None:
                 store.clear()
                 _drive(

@@ -23,6 +23,7 @@ K = "exp.robust."
 RESULT = K + "result"
 TARGETED = [n for n, c in ATTACKS.items() if c.supports_targeted and any(p.name == "steps" for p in c.params)]
 PLAIN_COLOUR, EOT_COLOUR = "#1f6fb4", "#d62728"
+GRID_COLUMNS = 6  # images per row of the transform grid, so a one-strength transform is not drawn huge
 
 st.title("Robustness to transformations")
 st.caption(
@@ -136,6 +137,9 @@ def _overview(reports: dict[str, RobustnessReport]) -> dict[str, Any]:
                 "name": what,
                 "x": [TRANSFORMS[n].title for n in curves],
                 "y": [sum(ok for _, ok in c) / len(c) for c in curves.values()],
+                "text": [f"{sum(ok for _, ok in c)}/{len(c)}" for c in curves.values()],
+                "textposition": "outside",
+                "cliponaxis": False,
                 "marker": {"color": PLAIN_COLOUR if what == "plain" else EOT_COLOUR},
             }
         )
@@ -146,8 +150,8 @@ def _overview(reports: dict[str, RobustnessReport]) -> dict[str, Any]:
             "barmode": "group",
             "height": 320,
             "font": V.FONT,
-            "yaxis": {"range": [0, 1], "tickformat": ".0%"},
-            "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+            "yaxis": {"range": [0, 1.15], "tickformat": ".0%"},
+            "margin": {"l": 10, "r": 10, "t": 60, "b": 30},
             "legend": {"orientation": "h", "y": -0.35},
         },
     }
@@ -185,10 +189,10 @@ with view:
         st.info("Press **Run**: the attack runs once plainly and once with EOT, then every transformation is tried.")
     else:
         outcomes, reports = result["outcomes"], result["reports"]
-        cols = st.columns(len(outcomes), gap="medium")
-        for col, (what, o) in zip(cols, outcomes.items(), strict=True):
-            with col:
-                V.show_image(st, o.adversarial, f"{what}: {o.verdict.label} {o.verdict.probability:.0%}")
+        cols = st.columns(4, gap="medium")
+        for i, (what, o) in enumerate(outcomes.items()):
+            V.show_image(cols[2 * i], o.adversarial, f"{what}: {o.verdict.label} {o.verdict.probability:.0%}")
+            with cols[2 * i + 1]:
                 st.markdown(_summary(o, reports[what], what))
                 if reports[what] is None:
                     V.error(
@@ -205,8 +209,8 @@ with view:
             t = TRANSFORMS[name]
             for what, rep in ok.items():
                 st.markdown(f"##### {what}")
-                grid = st.columns(len(t.strengths), gap="small")
-                for col, s in zip(grid, t.strengths, strict=True):
+                grid = st.columns(max(len(t.strengths), GRID_COLUMNS), gap="small")
+                for col, s in zip(grid, t.strengths, strict=False):
                     row = rep.row(name, s)
                     mark = "still fooled ✔" if row.still_fooled else "reverted" if row.reverted else "other class"
                     assert row.image is not None
