@@ -47,19 +47,34 @@ def bench_apptest(repeats: int) -> None:
         for _ in range(repeats):
             rec = _run_once(query)
             t = rec.timings
-            rows.append((t.first_update, t.active, len(rec.steps), t.render_fraction, t.charts, t.images, t.cams,
-                         len(rec.snapshots.frames), rec.status))
+            rows.append(
+                (
+                    t.first_update,
+                    t.active,
+                    len(rec.steps),
+                    t.render_fraction,
+                    t.charts,
+                    t.images,
+                    t.cams,
+                    len(rec.snapshots.frames),
+                    rec.status,
+                )
+            )
         first = [r[0] for r in rows]
         frac = [r[3] for r in rows]
         print(f"\n{label}  ({repeats} runs, AppTest)")
-        print(f"  click -> first bars (server): median {statistics.median(first) * 1e3:7.1f} ms, "
-              f"max {max(first) * 1e3:7.1f} ms")
+        print(
+            f"  click -> first bars (server): median {statistics.median(first) * 1e3:7.1f} ms, "
+            f"max {max(first) * 1e3:7.1f} ms"
+        )
         print(f"  render share of the run:      median {statistics.median(frac):6.1%}, max {max(frac):6.1%}")
         for _, active, steps, share, charts, images, cams, snaps, status in rows:
-            print(f"    {status:8s} {steps:4d} steps in {active:6.2f} s ({steps / active:5.2f} steps/s); "
-                  f"draws: charts {charts.count} ({charts.seconds:.2f} s), images {images.count} "
-                  f"({images.seconds:.2f} s), Grad-CAM {cams.count} ({cams.seconds:.2f} s); "
-                  f"snapshots kept {snaps}; share {share:.1%}")
+            print(
+                f"    {status:8s} {steps:4d} steps in {active:6.2f} s ({steps / active:5.2f} steps/s); "
+                f"draws: charts {charts.count} ({charts.seconds:.2f} s), images {images.count} "
+                f"({images.seconds:.2f} s), Grad-CAM {cams.count} ({cams.seconds:.2f} s); "
+                f"snapshots kept {snaps}; share {share:.1%}"
+            )
 
 
 def bench_browser(repeats: int) -> None:
@@ -77,9 +92,12 @@ def bench_browser(repeats: int) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -90,9 +108,16 @@ def bench_browser(repeats: int) -> None:
                 time.sleep(0.5)
         latencies = []
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             for _ in range(repeats):
                 page = browser.new_page(viewport={"width": 1440, "height": 900})
                 page.set_default_timeout(600_000)
@@ -106,8 +131,10 @@ def bench_browser(repeats: int) -> None:
                 page.wait_for_selector("[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentWarning']")
                 page.close()
             browser.close()
-        print(f"\nbrowser (headless Chromium, {repeats} runs): click -> first live update on screen: "
-              f"median {statistics.median(latencies) * 1e3:.0f} ms, max {max(latencies) * 1e3:.0f} ms")
+        print(
+            f"\nbrowser (headless Chromium, {repeats} runs): click -> first live update on screen: "
+            f"median {statistics.median(latencies) * 1e3:.0f} ms, max {max(latencies) * 1e3:.0f} ms"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -122,8 +149,10 @@ def main() -> None:
 
     clock = time.get_clock_info("perf_counter")
     print(f"timer: time.perf_counter ({clock.implementation}), resolution {clock.resolution * 1e9:.0f} ns")
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f} (other processes slow every figure down)")
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.2f} (other processes slow every figure down)"
+    )
     _run_once({"steps": "1"})  # warm the caches: model, sample, thumbnails
     bench_apptest(args.repeats)
     if args.browser:

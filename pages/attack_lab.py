@@ -37,8 +37,12 @@ with st.expander(pickers.setup_summary(), expanded=True, key=S.SETUP_OPEN, on_ch
 ready = seen is not None and target_ok and choice.attack is not None
 
 query = S.settings_query(
-    image=image.sample_id if image is not None else None, model=st.session_state[S.MODEL], target=target,
-    attack=choice.name, params=choice.params, confidence=choice.confidence,
+    image=image.sample_id if image is not None else None,
+    model=st.session_state[S.MODEL],
+    target=target,
+    attack=choice.name,
+    params=choice.params,
+    confidence=choice.confidence,
 )
 S.write_url(query)
 

@@ -65,8 +65,14 @@ def row_labels(rows: Sequence[int], categories: Sequence[str], source: int, targ
 
 
 def probability_bars(
-    rows: Sequence[int], probs: Sequence[float], labels: Sequence[str], *, source: int, target: int | None,
-    title: str = "Class probabilities", height: int = 340,
+    rows: Sequence[int],
+    probs: Sequence[float],
+    labels: Sequence[str],
+    *,
+    source: int,
+    target: int | None,
+    title: str = "Class probabilities",
+    height: int = 340,
 ) -> dict[str, Any]:
     """Horizontal bars on a fixed 0..1 axis, rows in the given order (top to bottom), source/target coloured."""
     colours = [SOURCE_COLOUR if c == source else TARGET_COLOUR if c == target else OTHER_COLOUR for c in rows]
@@ -91,8 +97,13 @@ def probability_bars(
             "font": FONT,
             "margin": {"l": 10, "r": 60, "t": 40, "b": 30},
             "xaxis": {"range": [0, 1], "fixedrange": True, "tickformat": ".0%", "title": {"text": "probability"}},
-            "yaxis": {"autorange": "reversed", "type": "category", "fixedrange": True, "automargin": True,
-                      "tickfont": {"size": 15}},
+            "yaxis": {
+                "autorange": "reversed",
+                "type": "category",
+                "fixedrange": True,
+                "automargin": True,
+                "tickfont": {"size": 15},
+            },
             "showlegend": False,
             "bargap": 0.25,
         },
@@ -110,9 +121,18 @@ def _decimate(n: int, keep: Sequence[int], max_points: int) -> list[int]:
 
 
 def history_lines(
-    steps: Sequence[int], p_source: Sequence[float], p_target: Sequence[float] | None, rms: Sequence[float], *,
-    source_label: str, target_label: str | None, flip_step: int | None, rms_cap: float | None = None,
-    marker: int | None = None, height: int = 340, max_points: int = 400,
+    steps: Sequence[int],
+    p_source: Sequence[float],
+    p_target: Sequence[float] | None,
+    rms: Sequence[float],
+    *,
+    source_label: str,
+    target_label: str | None,
+    flip_step: int | None,
+    rms_cap: float | None = None,
+    marker: int | None = None,
+    height: int = 340,
+    max_points: int = 400,
 ) -> dict[str, Any]:
     """Source and target probability (left axis, 0..1) and RMS distortion (right axis) per step.
 
@@ -123,29 +143,92 @@ def history_lines(
     idx = _decimate(len(steps), keep, max_points)
     xs = [int(steps[i]) for i in idx]
     traces: list[dict[str, Any]] = [
-        {"type": "scatter", "mode": "lines", "name": f"p({source_label})", "x": xs,
-         "y": [float(p_source[i]) for i in idx], "line": {"color": SOURCE_COLOUR, "width": 3}},
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": f"p({source_label})",
+            "x": xs,
+            "y": [float(p_source[i]) for i in idx],
+            "line": {"color": SOURCE_COLOUR, "width": 3},
+        },
     ]
     if p_target is not None and target_label is not None:
-        traces.append({"type": "scatter", "mode": "lines", "name": f"p({target_label})", "x": xs,
-                       "y": [float(p_target[i]) for i in idx], "line": {"color": TARGET_COLOUR, "width": 3}})
-    traces.append({"type": "scatter", "mode": "lines", "name": "RMS distortion", "x": xs, "yaxis": "y2",
-                   "y": [float(rms[i]) for i in idx], "line": {"color": RMS_COLOUR, "width": 2, "dash": "dot"}})
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"p({target_label})",
+                "x": xs,
+                "y": [float(p_target[i]) for i in idx],
+                "line": {"color": TARGET_COLOUR, "width": 3},
+            }
+        )
+    traces.append(
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "RMS distortion",
+            "x": xs,
+            "yaxis": "y2",
+            "y": [float(rms[i]) for i in idx],
+            "line": {"color": RMS_COLOUR, "width": 2, "dash": "dot"},
+        }
+    )
     top_rms = max([float(r) for r in rms] + [rms_cap or 0.0, 1e-3]) * 1.15
     shapes: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     if flip_step is not None:
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": flip_step, "x1": flip_step, "y0": 0,
-                       "y1": 1, "line": {"color": TARGET_COLOUR, "width": 2, "dash": "dash"}})
-        annotations.append({"x": flip_step, "y": 1.0, "xref": "x", "yref": "paper", "showarrow": False,
-                            "text": f"flipped at step {flip_step} ", "xanchor": "right", "yanchor": "bottom",
-                            "font": {"size": 13}})
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": flip_step,
+                "x1": flip_step,
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": TARGET_COLOUR, "width": 2, "dash": "dash"},
+            }
+        )
+        annotations.append(
+            {
+                "x": flip_step,
+                "y": 1.0,
+                "xref": "x",
+                "yref": "paper",
+                "showarrow": False,
+                "text": f"flipped at step {flip_step} ",
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "font": {"size": 13},
+            }
+        )
     if marker is not None:
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": marker, "x1": marker, "y0": 0, "y1": 1,
-                       "line": {"color": "#555", "width": 1}})
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": marker,
+                "x1": marker,
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": "#555", "width": 1},
+            }
+        )
     if rms_cap is not None:
-        shapes.append({"type": "line", "xref": "paper", "yref": "y2", "x0": 0, "x1": 1, "y0": rms_cap,
-                       "y1": rms_cap, "line": {"color": RMS_COLOUR, "width": 1, "dash": "dash"}})
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "yref": "y2",
+                "x0": 0,
+                "x1": 1,
+                "y0": rms_cap,
+                "y1": rms_cap,
+                "line": {"color": RMS_COLOUR, "width": 1, "dash": "dash"},
+            }
+        )
     last = max(xs[-1] if xs else 1, 1)
     return {
         "data": traces,
@@ -156,8 +239,15 @@ def history_lines(
             "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
             "xaxis": {"title": {"text": "step"}, "range": [0, last], "rangemode": "tozero"},
             "yaxis": {"range": [0, 1], "tickformat": ".0%", "title": {"text": "probability"}, "fixedrange": True},
-            "yaxis2": {"range": [0, top_rms], "overlaying": "y", "side": "right", "showgrid": False,
-                       "title": {"text": "RMS"}, "fixedrange": True, "tickformat": ".3f"},
+            "yaxis2": {
+                "range": [0, top_rms],
+                "overlaying": "y",
+                "side": "right",
+                "showgrid": False,
+                "title": {"text": "RMS"},
+                "fixedrange": True,
+                "tickformat": ".3f",
+            },
             "legend": {"orientation": "h", "y": -0.22, "x": 0},
             "shapes": shapes,
             "annotations": annotations,

@@ -195,8 +195,12 @@ class RunRecord:
             "flip_step": self.flip_step,
             "seconds": self.timings.active,
             "verdict": None if self.verdict is None else asdict(self.verdict),
-            "history": {"step": self.steps, "p_source": self.p_source,
-                        "p_target": None if self.target is None else self.p_target, "rms": self.rms},
+            "history": {
+                "step": self.steps,
+                "p_source": self.p_source,
+                "p_target": None if self.target is None else self.p_target,
+                "rms": self.rms,
+            },
         }
 
 
@@ -224,10 +228,18 @@ def run_bar(*, ready: bool, running: bool) -> Any:
     """Run, Stop and the container for the status line. Stop is outside any fragment and any folded panel, so it
     is always in sight and its click reruns the script that holds the loop."""
     run_col, stop_col, status = st.columns([1, 1, 6], gap="small", vertical_alignment="center")
-    run_col.button("Run", key="run", type="primary", icon=":material/play_arrow:", width="stretch",
-                   disabled=running or not ready, on_click=_request_start)
-    stop_col.button("Stop", key="stop", icon=":material/stop:", width="stretch", disabled=not running,
-                    on_click=_request_stop)
+    run_col.button(
+        "Run",
+        key="run",
+        type="primary",
+        icon=":material/play_arrow:",
+        width="stretch",
+        disabled=running or not ready,
+        on_click=_request_start,
+    )
+    stop_col.button(
+        "Stop", key="stop", icon=":material/stop:", width="stretch", disabled=not running, on_click=_request_stop
+    )
     return status
 
 
@@ -242,7 +254,11 @@ def _resolve_target(choice: S.TargetChoice, seen: ModelInput, seed: int) -> int 
 
 
 def new_record(
-    seen: ModelInput, image: ImageChoice, target: S.TargetChoice, choice: AttackChoice, query: dict[str, str],
+    seen: ModelInput,
+    image: ImageChoice,
+    target: S.TargetChoice,
+    choice: AttackChoice,
+    query: dict[str, str],
     clicked: float,
 ) -> RunRecord:
     """Build the attack's Step generator for the picked image, model and target; nothing runs yet."""
@@ -292,15 +308,27 @@ def finish(record: RunRecord, status: str) -> None:
         record.last_image = record.original
     model = loaders.get_model(record.model_name)
     adversarial_png = loaders.to_png(record.last_image)
-    record.verdict = verify(model, loaders.from_png(record.original_png), loaders.from_png(adversarial_png),
-                            source=record.source, target=record.target, confidence=record.confidence)
+    record.verdict = verify(
+        model,
+        loaders.from_png(record.original_png),
+        loaders.from_png(adversarial_png),
+        source=record.source,
+        target=record.target,
+        confidence=record.confidence,
+    )
     record.adversarial_png = adversarial_png
     record.snapshots.add(record.steps[-1] if record.steps else 0, record.last_image)
 
 
 def start_or_resume(
-    view: LiveView, *, seen: ModelInput | None, image: ImageChoice | None, target: S.TargetChoice,
-    choice: AttackChoice, ready: bool, query: dict[str, str],
+    view: LiveView,
+    *,
+    seen: ModelInput | None,
+    image: ImageChoice | None,
+    target: S.TargetChoice,
+    choice: AttackChoice,
+    ready: bool,
+    query: dict[str, str],
 ) -> RunRecord | None:
     """Start a run on Run, finish it on Stop, continue it after any other rerun; returns the session's record."""
     clicked = st.session_state.pop(_START, None)
@@ -387,8 +415,10 @@ def _finite(value: Any) -> Any:
 
 
 def _verdict_sentence(v: Verdict) -> str:
-    return (f"classified as **{v.label}** with {v.probability:.0%} — RMS distortion {v.rms_distortion:.4f}, "
-            f"max change {v.max_change_255}/255")
+    return (
+        f"classified as **{v.label}** with {v.probability:.0%} — RMS distortion {v.rms_distortion:.4f}, "
+        f"max change {v.max_change_255}/255"
+    )
 
 
 class LiveView:
@@ -406,9 +436,16 @@ class LiveView:
             cols = st.columns(3, gap="small")
             self.original, self.adversarial, self.difference = (c.empty() for c in cols)
             _, slider = st.columns([2, 1])
-            self.gain = int(slider.slider("Amplification of the difference", 1, 50, key=S.GAIN, format="×%d",
-                                          help="The difference image shows (adversarial - original) × this, "
-                                               "around mid-grey."))
+            self.gain = int(
+                slider.slider(
+                    "Amplification of the difference",
+                    1,
+                    50,
+                    key=S.GAIN,
+                    format="×%d",
+                    help="The difference image shows (adversarial - original) × this, around mid-grey.",
+                )
+            )
         with cams:
             st.markdown("##### Where the model looks (Grad-CAM)")
             top, bottom = st.columns(2, gap="small"), st.columns(2, gap="small")
@@ -443,13 +480,24 @@ class LiveView:
             values = [float(record.probs0[c]) for c in rows]
             title = "Class probabilities of the original"
         labels = figures.row_labels(rows, IMAGENET_CATEGORIES, record.source, record.target)
-        self._chart(self.bars, figures.probability_bars(rows, values, labels, source=record.source,
-                                                        target=record.target, title=title))
-        self._chart(self.lines, figures.history_lines(
-            record.steps, record.p_source, record.p_target if record.target is not None else None, record.rms,
-            source_label=source_label, target_label=target_label, flip_step=record.flip_step,
-            rms_cap=record.rms_cap, marker=marker,
-        ))
+        self._chart(
+            self.bars,
+            figures.probability_bars(rows, values, labels, source=record.source, target=record.target, title=title),
+        )
+        self._chart(
+            self.lines,
+            figures.history_lines(
+                record.steps,
+                record.p_source,
+                record.p_target if record.target is not None else None,
+                record.rms,
+                source_label=source_label,
+                target_label=target_label,
+                flip_step=record.flip_step,
+                rms_cap=record.rms_cap,
+                marker=marker,
+            ),
+        )
 
     def draw_images(self, record: RunRecord, image: np.ndarray, step: int | None = None) -> None:
         """Original | adversarial | amplified difference, as exact PNGs."""
@@ -458,12 +506,18 @@ class LiveView:
         xa = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
         diff = loaders.to_png(tensor_to_pil(amplified_difference(xa, x0, self.gain)))
         source_label, _ = record.labels
-        self.original.image(record.original_png, output_format="PNG", width="stretch",
-                            caption=f"Original: {source_label} {record.probs0[record.source]:.0%}")
-        self.adversarial.image(loaders.to_png(image), output_format="PNG", width="stretch",
-                               caption=f"Adversarial at step {step}")
-        self.difference.image(diff, output_format="PNG", width="stretch",
-                              caption=f"Difference ×{self.gain} around mid-grey")
+        self.original.image(
+            record.original_png,
+            output_format="PNG",
+            width="stretch",
+            caption=f"Original: {source_label} {record.probs0[record.source]:.0%}",
+        )
+        self.adversarial.image(
+            loaders.to_png(image), output_format="PNG", width="stretch", caption=f"Adversarial at step {step}"
+        )
+        self.difference.image(
+            diff, output_format="PNG", width="stretch", caption=f"Difference ×{self.gain} around mid-grey"
+        )
 
     def draw_cams(self, record: RunRecord, adversarial_png: bytes) -> None:
         """Grad-CAM of the source and the target class (untargeted: the new top class) on both images."""
@@ -476,8 +530,12 @@ class LiveView:
         classes = (record.source, other)
         on_original = loaders.cam_overlays(record.model_name, record.original_png, classes)
         on_adversarial = loaders.cam_overlays(record.model_name, adversarial_png, classes)
-        captions = [f"{source_label} · original", f"{source_label} · adversarial",
-                    f"{target_label} · original", f"{target_label} · adversarial"]
+        captions = [
+            f"{source_label} · original",
+            f"{source_label} · adversarial",
+            f"{target_label} · original",
+            f"{target_label} · adversarial",
+        ]
         images = [on_original[0], on_adversarial[0], on_original[1], on_adversarial[1]]
         for slot, png, caption in zip(self.cams, images, captions, strict=True):
             slot.image(png, output_format="PNG", width="stretch", caption=caption)
@@ -487,15 +545,24 @@ class LiveView:
         self.status.info("Press **Run** to watch the model being fooled, step by step.")
         if seen is None:
             return
-        target_idx = target if isinstance(target, int) else (
-            int(seen.probs.argmin()) if target == S.LEAST_LIKELY else None)
+        target_idx = (
+            target if isinstance(target, int) else (int(seen.probs.argmin()) if target == S.LEAST_LIKELY else None)
+        )
         if target_idx == seen.source:
             target_idx = None
         rows = figures.BarRows(seen.source, target_idx).update(seen.probs)
         labels = figures.row_labels(rows, IMAGENET_CATEGORIES, seen.source, target_idx)
-        self._chart(self.bars, figures.probability_bars(
-            rows, [float(seen.probs[c]) for c in rows], labels, source=seen.source, target=target_idx,
-            title="Class probabilities of the original"))
+        self._chart(
+            self.bars,
+            figures.probability_bars(
+                rows,
+                [float(seen.probs[c]) for c in rows],
+                labels,
+                source=seen.source,
+                target=target_idx,
+                title="Class probabilities of the original",
+            ),
+        )
         self.original.image(seen.png, output_format="PNG", width="stretch", caption="Original")
 
     def show_result(self, record: RunRecord) -> None:
@@ -516,18 +583,37 @@ class LiveView:
             _, target_label = record.labels
             stem = f"{record.image_name.rsplit('.', 1)[0]}_to_{(target_label or 'untargeted').replace(' ', '_')}"
             if record.adversarial_png is not None:
-                cols[0].download_button("Adversarial PNG", record.adversarial_png, file_name=f"{stem}.png",
-                                        mime="image/png", icon=":material/download:", on_click="ignore",
-                                        key="download-png", width="stretch")
-            cols[1].download_button("Settings & result (JSON)", lambda: json.dumps(_finite(record.report()), indent=2),
-                                    file_name=f"{stem}.json", mime="application/json", on_click="ignore",
-                                    icon=":material/download:", key="download-json", width="stretch")
+                cols[0].download_button(
+                    "Adversarial PNG",
+                    record.adversarial_png,
+                    file_name=f"{stem}.png",
+                    mime="image/png",
+                    icon=":material/download:",
+                    on_click="ignore",
+                    key="download-png",
+                    width="stretch",
+                )
+            cols[1].download_button(
+                "Settings & result (JSON)",
+                lambda: json.dumps(_finite(record.report()), indent=2),
+                file_name=f"{stem}.json",
+                mime="application/json",
+                on_click="ignore",
+                icon=":material/download:",
+                key="download-json",
+                width="stretch",
+            )
             index = len(record.steps) - 1
             if len(record.steps) > 1:
-                index = cols[2].slider("Replay: step", 0, len(record.steps) - 1, value=len(record.steps) - 1,
-                                       key=f"replay-{record.run_id}",
-                                       help="Scrub through the recorded steps; images are from the nearest "
-                                            "snapshot at or before the step.")
+                index = cols[2].slider(
+                    "Replay: step",
+                    0,
+                    len(record.steps) - 1,
+                    value=len(record.steps) - 1,
+                    key=f"replay-{record.run_id}",
+                    help="Scrub through the recorded steps; images are from the nearest "
+                    "snapshot at or before the step.",
+                )
         self.draw_status(record)
         if not record.steps:
             return

@@ -93,9 +93,14 @@ def _gallery(disabled: bool) -> None:
                     picked = sample_id == chosen
                     truth = f" — true label: {IMAGENET_CATEGORIES[sample.label]}" if sample.label is not None else ""
                     st.button(
-                        "Selected" if picked else "Use", key=f"use-{sample_id}", width="stretch",
-                        type="primary" if picked else "secondary", disabled=disabled,
-                        on_click=_use_sample, args=(sample_id,), help=f"{sample.title}{truth}",
+                        "Selected" if picked else "Use",
+                        key=f"use-{sample_id}",
+                        width="stretch",
+                        type="primary" if picked else "secondary",
+                        disabled=disabled,
+                        on_click=_use_sample,
+                        args=(sample_id,),
+                        help=f"{sample.title}{truth}",
                     )
                     st.caption(_short_name(sample_id))
 
@@ -104,11 +109,14 @@ def setup_summary() -> str:
     """One line naming the current setup, for the label of the collapsed setup panel."""
     state = st.session_state
     source = state.get(S.SOURCE)
-    image = SAMPLES[state[S.IMAGE]].title if source == S.SOURCES[0] and state.get(S.IMAGE) in SAMPLES else (
-        "your upload" if source == "Upload" else "a camera shot")
+    image = (
+        SAMPLES[state[S.IMAGE]].title
+        if source == S.SOURCES[0] and state.get(S.IMAGE) in SAMPLES
+        else ("your upload" if source == "Upload" else "a camera shot")
+    )
     target = state.get(S.TARGET)
     goal = _target_label(target).lstrip("★ ") if target is not None else "?"
-    return (f"**Setup:** {image} → {goal} · {MODELS[state[S.MODEL]].title} · {ATTACKS[state[S.ATTACK]].title}")
+    return f"**Setup:** {image} → {goal} · {MODELS[state[S.MODEL]].title} · {ATTACKS[state[S.ATTACK]].title}"
 
 
 def image_picker(*, disabled: bool) -> ImageChoice | None:
@@ -168,9 +176,14 @@ def model_view(model_name: str | None, image: ImageChoice | None) -> ModelInput 
         {"class": [IMAGENET_CATEGORIES[i] for i in top], "probability": [100 * float(seen.probs[i]) for i in top]}
     )
     st.dataframe(
-        table, hide_index=True, width="stretch",
-        column_config={"probability": st.column_config.ProgressColumn(
-            "probability", format="%.1f%%", min_value=0.0, max_value=100.0, width="small")},
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "probability": st.column_config.ProgressColumn(
+                "probability", format="%.1f%%", min_value=0.0, max_value=100.0, width="small"
+            )
+        },
     )
     return seen
 
@@ -192,10 +205,22 @@ TARGET_OPTIONS: list[S.TargetChoice] = [*S.TARGET_SPECIALS, *range(len(IMAGENET_
 def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[S.TargetChoice, bool]:
     """Story presets and a searchable list of all 1000 classes; returns (choice, valid)."""
     st.markdown("**Target class**")
-    st.pills("Stories", [p.label for p in S.PRESETS], key=PRESET_KEY, on_change=_apply_preset, disabled=disabled,
-             help="Set up a classic: picks the image and the target.", width="stretch", wrap=True)
+    st.pills(
+        "Stories",
+        [p.label for p in S.PRESETS],
+        key=PRESET_KEY,
+        on_change=_apply_preset,
+        disabled=disabled,
+        help="Set up a classic: picks the image and the target.",
+        width="stretch",
+        wrap=True,
+    )
     choice = st.selectbox(
-        "Make the model see…", TARGET_OPTIONS, key=S.TARGET, format_func=_target_label, disabled=disabled,
+        "Make the model see…",
+        TARGET_OPTIONS,
+        key=S.TARGET,
+        format_func=_target_label,
+        disabled=disabled,
         help="Type to search the 1000 ImageNet classes.",
     )
     if seen is None:
@@ -226,17 +251,27 @@ def _param_widget(attack: str, param: Param, disabled: bool) -> float:
     if param.unit and param.unit != "rms":
         label += f" ({param.unit})"
     if param.integer:
-        return st.number_input(label, int(param.low), int(param.high), step=1, key=key, help=param.help,
-                               disabled=disabled)
+        return st.number_input(
+            label, int(param.low), int(param.high), step=1, key=key, help=param.help, disabled=disabled
+        )
     step = 10 ** np.floor(np.log10(abs(param.default))) / 2 if param.default else 0.1
-    return st.number_input(label, float(param.low), float(param.high), step=float(step), format="%g", key=key,
-                           help=param.help, disabled=disabled)
+    return st.number_input(
+        label,
+        float(param.low),
+        float(param.high),
+        step=float(step),
+        format="%g",
+        key=key,
+        help=param.help,
+        disabled=disabled,
+    )
 
 
 def attack_picker(target: S.TargetChoice, *, disabled: bool) -> AttackChoice:
     """The attack, a one-line summary of it, and its parameters (two per row), checked by the engine."""
-    name = st.selectbox("Attack", list(ATTACKS), key=S.ATTACK, format_func=lambda a: ATTACKS[a].title,
-                        disabled=disabled)
+    name = st.selectbox(
+        "Attack", list(ATTACKS), key=S.ATTACK, format_func=lambda a: ATTACKS[a].title, disabled=disabled
+    )
     cls = ATTACKS[name]
     st.caption(cls.summary)
     params: dict[str, float] = {}
@@ -247,7 +282,12 @@ def attack_picker(target: S.TargetChoice, *, disabled: bool) -> AttackChoice:
     confidence = 0.0
     if target != S.UNTARGETED:
         confidence = st.slider(
-            "Stop when p(target) reaches", 0.0, 0.99, step=0.01, key=S.CONFIDENCE, disabled=disabled,
+            "Stop when p(target) reaches",
+            0.0,
+            0.99,
+            step=0.01,
+            key=S.CONFIDENCE,
+            disabled=disabled,
             help="The run stops once the saved 8-bit image gives the target at least this probability. "
             "0 = as soon as the target is the top class (the paper's criterion).",
         )

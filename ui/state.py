@@ -173,7 +173,12 @@ def url_errors() -> list[str]:
 
 
 def settings_query(
-    *, image: str | None, model: str, target: TargetChoice, attack: str, params: Mapping[str, float],
+    *,
+    image: str | None,
+    model: str,
+    target: TargetChoice,
+    attack: str,
+    params: Mapping[str, float],
     confidence: float = 0.0,
 ) -> dict[str, str]:
     """The URL parameters that set the page up identically (uploads and camera shots cannot travel in a link)."""
