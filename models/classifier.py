@@ -86,8 +86,15 @@ class Classifier(nn.Module):
         return torch.cat(out)
 
     def preprocess(self, image: Image.Image) -> Image.Image:
-        """Resize the shorter side to resize_size and centre-crop input_size: the exact 8-bit model input."""
+        """Resize the shorter side to resize_size and centre-crop input_size: the exact 8-bit model input.
+
+        An image that already has the input size is taken as it is: it is a saved model input (an adversarial.png
+        downloaded from the app or written by the CLI), and resizing plus cropping it again would change the very
+        pixels the attack set, so classifying the saved file would not test the attack.
+        """
         image = image.convert("RGB")
+        if image.size == (self.input_size, self.input_size):
+            return image
         w, h = image.size
         scale = self.spec.resize_size / min(w, h)
         size = (max(self.input_size, round(w * scale)), max(self.input_size, round(h * scale)))

@@ -90,6 +90,9 @@ def test_relabel_chelsea_to_umbrella_is_verified_on_the_png(tmp_path, capsys, li
     assert float(((xa - x0) ** 2).mean().sqrt()) == pytest.approx(result["rms_distortion"], abs=1e-6)
     diff = pil_to_tensor(Image.open(out_dir / "difference.png"))
     assert torch.allclose(diff, (0.5 + 10 * (xa - x0)).clamp(0, 1), atol=1 / 255)
+    # What a newcomer does next: `cli.py classify` on the saved file takes it whole (no second resize and crop).
+    code, out, _ = run(["classify", "--image", str(out_dir / "adversarial.png"), "--top", "1", "--json"], capsys)
+    assert code == 0 and json.loads(out)["top"][0]["label"] == "umbrella"
 
 
 def test_several_targets_write_subfolders_and_a_summary(tmp_path, capsys) -> None:

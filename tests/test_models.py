@@ -74,6 +74,12 @@ def test_offline_weights_behave(lite0) -> None:
     assert correct >= 15, f"only {correct}/20 Foolbox ImageNet samples right"
 
 
+def test_preprocess_crops_photos_and_keeps_saved_model_inputs(lite0) -> None:
+    photo = load_image("chelsea")  # 451 x 300
+    seen = lite0.preprocess(photo)
+    assert seen.size == (224, 224)
+    assert lite0.preprocess(seen).tobytes() == seen.tobytes()  # a saved 224x224 input is not resized again
+
 @pytest.mark.parametrize("name", OFFLINE_MODELS)
 def test_offline_models_load_from_the_wheels(name: str) -> None:
     model = load_model(name, device="cpu")
