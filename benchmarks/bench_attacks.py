@@ -5,7 +5,7 @@ Reports, on the default device (CUDA when present, else CPU) with EfficientNet-L
   (b) our relabel and PGD per-iteration time, 8-bit success check included,
   (c) torchattacks' PGD per-iteration time on the same model, input and steps (if installed),
   (d) a many-targets relabel of one image: all targets batched vs one target at a time.
-Run: python benchmarks/bench_attacks.py [--steps 20] [--targets 64] [--repeats 3]
+Run: python benchmarks/bench_attacks.py [--steps 20] [--targets 64] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attacks import Goal, make_attack  # noqa: E402
-from attacks.runner import attack_targets, run_to_end  # noqa: E402
+from attacks.runner import attack_targets, default_chunk, run_to_end  # noqa: E402
 from images import load_image  # noqa: E402
 from models import default_device, load_model, pil_to_tensor  # noqa: E402
 
@@ -43,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--targets", type=int, default=0, help="many-target count (default: 999 on GPU, 64 on CPU)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
     device = default_device()
@@ -107,7 +107,7 @@ def main() -> None:
     ok = sum(r.success for r in batched)
     print(f"\nmany-target relabel, {len(targets)} targets of one image (8-bit verified):")
     print(
-        f"  batched (chunks of {128 if device.type == 'cuda' else 16}): {t_batch:7.1f} s   "
+        f"  batched (chunks of {default_chunk(device)}): {t_batch:7.1f} s   "
         f"one by one: {t_loop:7.1f} s   speed-up {t_loop / t_batch:4.2f} x   success {ok}/{len(targets)}"
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,19 @@ class ModelSpec:
     weights_file: Callable[[], str | None] = field(default=lambda: None, repr=False)
 
 
+class _ChannelsLast(torch.autograd.Function):
+    """Identity on values: hands the network channels-last memory, and returns plain (contiguous NCHW) gradients
+    so that no caller of the classifier ever sees the internal layout (torchattacks, for one, `.view`s them)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last)  # (N, 3, H, W), NHWC strides
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.contiguous()  # (N, 3, H, W), NCHW strides
+
+
 class Classifier(nn.Module):
     """A network that takes RGB pixels in [0,1], shape (N,3,H,W), normalization inside.
 
@@ -49,8 +63,16 @@ class Classifier(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
         self.categories: tuple[str, ...] = IMAGENET_CATEGORIES
         self._trunk = replace_submodule(net, spec.head, nn.Identity())  # shares all weights with net
+        self._channels_last = False
         self.eval()
         self.requires_grad_(False)
+
+    def use_channels_last(self) -> Classifier:
+        """Run the network in channels-last memory (faster oneDNN convolutions on CPU); values are unchanged up to
+        float rounding, inputs and gradients keep the usual layout."""
+        self.net.to(memory_format=torch.channels_last)
+        self._channels_last = True
+        return self
 
     @property
     def name(self) -> str:
@@ -65,7 +87,8 @@ class Classifier(nn.Module):
         return self.mean.device
 
     def normalize(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std  # (N, 3, H, W)
+        z = (x - self.mean) / self.std  # (N, 3, H, W)
+        return _ChannelsLast.apply(z) if self._channels_last else z
 
     def forward(self, x: Tensor) -> Tensor:
         """(N,3,H,W) pixels in [0,1] -> (N,1000) logits."""

@@ -3,6 +3,7 @@ messages are clear, Grad-CAM is correct and thread-safe and leaves no hook behin
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import pytest
@@ -14,6 +15,7 @@ from images import SAMPLES, load_image
 from models import (
     MODELS,
     OFFLINE_MODELS,
+    Classifier,
     UnknownClassError,
     UnknownModelError,
     WeightsUnavailable,
@@ -74,11 +76,28 @@ def test_offline_weights_behave(lite0) -> None:
     assert correct >= 15, f"only {correct}/20 Foolbox ImageNet samples right"
 
 
+def test_channels_last_is_invisible_to_callers(lite0, chelsea_input) -> None:
+    """The CPU model runs in channels-last memory for speed; logits, gradients and their layout must not change."""
+    assert lite0.device.type == "cpu" and lite0._channels_last
+    plain = Classifier(lite0.spec, copy.deepcopy(lite0.net).to(memory_format=torch.contiguous_format))
+    x = pil_to_tensor(chelsea_input)  # (1, 3, 224, 224)
+    grads = []
+    for model in (lite0, plain):
+        xr = x.clone().requires_grad_(True)
+        logits = model(xr)
+        (g,) = torch.autograd.grad(F.cross_entropy(logits, torch.tensor([879])), xr)
+        grads.append((logits.detach(), g))
+    (l_cl, g_cl), (l_plain, g_plain) = grads
+    assert torch.allclose(l_cl, l_plain, atol=1e-3)
+    assert g_cl.is_contiguous() and F.cosine_similarity(g_cl.flatten(), g_plain.flatten(), dim=0) > 0.999
+
+
 def test_preprocess_crops_photos_and_keeps_saved_model_inputs(lite0) -> None:
     photo = load_image("chelsea")  # 451 x 300
     seen = lite0.preprocess(photo)
     assert seen.size == (224, 224)
     assert lite0.preprocess(seen).tobytes() == seen.tobytes()  # a saved 224x224 input is not resized again
+
 
 @pytest.mark.parametrize("name", OFFLINE_MODELS)
 def test_offline_models_load_from_the_wheels(name: str) -> None:
