@@ -34,7 +34,7 @@ from models import (
     weights_cached,
 )
 
-DEFAULT_STEPS = {"gradient": 300, "evolution": 100, "visualize": 100}
+DEFAULT_STEPS = {"gradient": 300, "evolution": 250, "visualize": 100}  # evolution: chain mail needs ~110-130
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:

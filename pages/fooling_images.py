@@ -13,9 +13,11 @@ from typing import Any
 import streamlit as st
 
 from attacks import AttackError
+from experiments.cli_commands import DEFAULT_STEPS
 from experiments.synthesis import INITS, Progress, evolve, start_image, synthesize_gradient, visualize_class
 from models import IMAGENET_CATEGORIES, class_index
 from ui import experiments_view as V
+from ui.state import pin_values
 
 K = "exp.fool."
 MODES = {
@@ -34,62 +36,111 @@ st.caption(
     "al. 2015). Evolution does it without gradients, only asking the model for probabilities."
 )
 
-mode = st.segmented_control("Experiment", list(MODES), format_func=MODES.get, key=K + "mode", default="grow") or "grow"
+RUNNING = K + "running"
+
+
+def _start() -> None:
+    """Run's callback: the next script run does the work, with every setting (and Run itself) disabled."""
+    pin_values(
+        k
+        for k in list(st.session_state)
+        if k.startswith(K) and not k.startswith(K + "result.") and k not in _NOT_SETTINGS
+    )
+    st.session_state[RUNNING] = True
+
+
+_NOT_SETTINGS = {K + "run", K + "stop", RUNNING}  # buttons cannot be set through st.session_state
+
+
+#: Every setting's default, put into st.session_state once: the widgets take no value= of their own, so the Run
+#: callback may re-assign them (ui.state.pin_values) without Streamlit's "default value and Session State" warning.
+DEFAULTS: dict[str, Any] = {
+    K + "mode": "grow",
+    K + "classes": [class_index(c) for c in GALLERY_DEFAULT],
+    K + "target": class_index("umbrella"),
+    K + "target_e": class_index("chain mail"),  # a texture class: a query-only search reaches it in half a minute
+    **{K + "init." + m: "grey" if m in ("visualize", "evolve") else "gaussian" for m in MODES},
+    K + "seed": 0,
+    K + "conf": 0.99,
+    K + "steps": 200,
+    K + "step": 1.0,
+    K + "conf_e": 0.99,
+    K + "gens": DEFAULT_STEPS["evolution"],
+    K + "pop": 10,
+    K + "enc": "tile",
+    K + "res": 16,
+    K + "vsteps": 60,
+    K + "jitter": 12,
+    K + "blur": 1.0,
+    K + "tv": 1.0,
+}
+for _key, _value in DEFAULTS.items():
+    st.session_state.setdefault(_key, _value)
+
+running = bool(st.session_state.get(RUNNING))
+mode = (
+    st.segmented_control("Experiment", list(MODES), format_func=MODES.get, key=K + "mode", disabled=running) or "grow"
+)
 settings, view = st.columns([1, 2.3], gap="large")
 
 with settings:
-    model = V.model_select("Model", K + "model")
+    off = {"disabled": running}
+    model = V.model_select("Model", K + "model", **off)
     if mode == "gallery":
         targets = V.classes_multiselect(
-            "Classes (up to 6)", K + "classes", [class_index(c) for c in GALLERY_DEFAULT], max_selections=6
+            "Classes (up to 6)", K + "classes", DEFAULTS[K + "classes"], max_selections=6, **off
         )
     else:
-        # Evolution gets its own default: a texture class, which a query-only search reaches in a minute.
-        key, default = (K + "target_e", "chain mail") if mode == "evolve" else (K + "target", "umbrella")
-        targets = [V.class_select("Target class", key, class_index(default))]
-    init = st.radio(
-        "Start from",
-        INITS,
-        format_func=INIT_TITLES.get,
-        key=K + "init." + mode,
-        horizontal=True,
-        index=INITS.index("grey" if mode in ("visualize", "evolve") else "gaussian"),
-    )
-    seed = int(st.number_input("Seed", 0, 10_000, 0, key=K + "seed", help="Changes the noise and the evolution."))
+        key = K + "target_e" if mode == "evolve" else K + "target"
+        targets = [V.class_select("Target class", key, DEFAULTS[key], **off)]
+    init = st.radio("Start from", INITS, format_func=INIT_TITLES.get, key=K + "init." + mode, horizontal=True, **off)
+    seed = int(st.number_input("Seed", 0, 10_000, key=K + "seed", help="Changes the noise and the evolution.", **off))
     params: dict[str, Any] = {}
     if mode in ("grow", "gallery", "visualize"):
-        params["confidence"] = st.slider("Stop at confidence", 0.5, 0.999, 0.99, 0.001, key=K + "conf", format="%.3f")
-        params["steps"] = int(st.number_input("Maximum steps", 1, 2000, 200, key=K + "steps"))
+        params["confidence"] = st.slider(
+            "Stop at confidence", 0.5, 0.999, step=0.001, key=K + "conf", format="%.3f", **off
+        )
+        params["steps"] = int(st.number_input("Maximum steps", 1, 2000, key=K + "steps", **off))
         params["step_size"] = st.number_input(
-            "Step size (1/255 per pixel and step)", 0.05, 16.0, 1.0, 0.25, key=K + "step"
+            "Step size (1/255 per pixel and step)", 0.05, 16.0, step=0.25, key=K + "step", **off
         )
     if mode == "evolve":
-        params["confidence"] = st.slider("Stop at confidence", 0.5, 0.999, 0.99, 0.001, key=K + "conf_e", format="%.3f")
+        params["confidence"] = st.slider(
+            "Stop at confidence", 0.5, 0.999, step=0.001, key=K + "conf_e", format="%.3f", **off
+        )
         params["generations"] = int(
             st.number_input(
-                "Generations", 1, 5000, 60, key=K + "gens", help="Each generation queries population + 1 images."
+                "Generations",
+                1,
+                5000,
+                key=K + "gens",
+                help="At most this many; each generation queries population + 1 images. Chain mail from grey "
+                "needs about 110-130 with the defaults (half a minute on two CPU cores).",
+                **off,
             )
         )
-        params["population"] = int(st.number_input("Population (even)", 2, 200, 10, 2, key=K + "pop"))
+        params["population"] = int(st.number_input("Population (even)", 2, 200, step=2, key=K + "pop", **off))
         params["encoding"] = st.selectbox(
             "Genes",
             ("tile", "grid"),
             key=K + "enc",
             format_func=lambda e: {"tile": "a small tile, repeated", "grid": "a coarse grid, upsampled"}[e],
+            **off,
         )
-        params["resolution"] = int(st.number_input("Tile / grid side (pixels of genes)", 1, 64, 16, key=K + "res"))
+        params["resolution"] = int(st.number_input("Tile / grid side (pixels of genes)", 1, 64, key=K + "res", **off))
     if mode == "visualize":
         st.markdown("**Regularisers of the visualisation**")
-        params["vis_steps"] = int(st.number_input("Visualisation steps", 1, 500, 60, key=K + "vsteps"))
-        params["jitter"] = int(st.slider("Jitter (pixels)", 0, 32, 12, key=K + "jitter"))
-        params["blur_sigma"] = st.slider("Blur σ every 4 steps", 0.0, 3.0, 1.0, 0.1, key=K + "blur")
-        params["tv_weight"] = st.slider("Total-variation weight", 0.0, 5.0, 1.0, 0.1, key=K + "tv")
+        params["vis_steps"] = int(st.number_input("Visualisation steps", 1, 500, key=K + "vsteps", **off))
+        params["jitter"] = int(st.slider("Jitter (pixels)", 0, 32, key=K + "jitter", **off))
+        params["blur_sigma"] = st.slider("Blur σ every 4 steps", 0.0, 3.0, step=0.1, key=K + "blur", **off)
+        params["tv_weight"] = st.slider("Total-variation weight", 0.0, 5.0, step=0.1, key=K + "tv", **off)
     run_col, stop_col = st.columns(2)
-    run = run_col.button(
+    run_col.button(
         "Run",
         type="primary",
         key=K + "run",
-        disabled=model is None or not targets,
+        disabled=running or model is None or not targets,
+        on_click=_start,
         icon=":material/play_arrow:",
         width="stretch",
     )
@@ -98,8 +149,10 @@ with settings:
         key=K + "stop",
         icon=":material/stop:",
         width="stretch",
+        disabled=not running,
         help="Ends the run at the next step; the last image stays.",
     )
+    run = running and model is not None and bool(targets)
     if not targets:
         V.error("choose at least one class")
 
@@ -116,8 +169,27 @@ def _caption(p: Progress, i: int, unit: str) -> str:
     )
 
 
+def _snapshot(p: Progress, unit: str) -> dict[str, Any]:
+    """What the slots show of one Progress (PNG bytes and small numbers), kept in the store across reruns."""
+    return {
+        "png": [V.png(p.images[i : i + 1]) for i in range(len(p.targets))],
+        "captions": [_caption(p, i, unit) for i in range(len(p.targets))],
+        "probs": p.probs.cpu().numpy(),
+        "targets": p.targets.tolist(),
+        "distortion": p.distortion.tolist(),
+        "queries": p.queries,
+        "index": p.index,
+        "success": p.success.tolist(),
+        "done": p.done,
+    }
+
+
 def _drive(gen: Iterator[Progress], slots: dict[str, Any], store: dict[str, Any], *, unit: str, key: str) -> Progress:
-    """Pull progress, keep the history, redraw the slots on a throttle; the store survives a Stop."""
+    """Pull progress, keep the history, redraw the slots on a throttle; the store survives a Stop.
+
+    The latest Progress is kept every step (tensors, no encoding), so a Stop between two redraws still shows the
+    step that was really reached; the PNGs are only encoded when drawn.
+    """
     throttle = V.Throttle(0.6)
     history: list[tuple[int, float, int]] = store.setdefault(key + ".history", [])
     last: Progress | None = None
@@ -129,25 +201,19 @@ def _drive(gen: Iterator[Progress], slots: dict[str, Any], store: dict[str, Any]
                 int(o[1] if o[0] == t else o[0]) for o, t in zip(order, last.targets, strict=True)
             ]
         history.append((last.index, float(last.target_probability[0]), last.queries))
-        if not throttle.due(final=last.done):
-            continue
-        store[key] = {
-            "png": [V.png(last.images[i : i + 1]) for i in range(len(last.targets))],
-            "captions": [_caption(last, i, unit) for i in range(len(last.targets))],
-            "probs": last.probs.cpu().numpy(),
-            "targets": last.targets.tolist(),
-            "distortion": last.distortion.tolist(),
-            "queries": last.queries,
-            "index": last.index,
-            "success": last.success.tolist(),
-            "done": last.done,
-        }
-        _draw(slots, store, key, unit)
+        store[key + ".last"] = last
+        if throttle.due(final=last.done):
+            store[key] = _snapshot(last, unit)
+            _draw(slots, store, key, unit, live=True)
     assert last is not None
     return last
 
 
-def _draw(slots: dict[str, Any], store: dict[str, Any], key: str, unit: str) -> None:
+def _draw(slots: dict[str, Any], store: dict[str, Any], key: str, unit: str, *, live: bool = False) -> None:
+    """Redraw the slots from the store; outside a live loop a run that did not finish was stopped."""
+    last: Progress | None = store.get(key + ".last")
+    if not live and last is not None and store.get(key, {}).get("index") != last.index:
+        store[key] = _snapshot(last, unit)  # stopped between two redraws: show the step really reached
     data = store.get(key)
     if not data:
         return
@@ -181,7 +247,7 @@ def _draw(slots: dict[str, Any], store: dict[str, Any], key: str, unit: str) -> 
         )
     if "status" in slots:
         rms = data["distortion"][0]
-        ok = "reached" if data["success"][0] else ("not reached" if data["done"] else "running…")
+        ok = "reached" if data["success"][0] else ("not reached" if data["done"] else "running…" if live else "stopped")
         extra = f" · {data['queries']} queries" if unit == "generation" else ""
         slots["status"].markdown(
             f"**{unit.capitalize()} {data['index']}** · RMS distortion from the start image **{rms:.4f}**{extra} · {ok}"
@@ -333,4 +399,10 @@ with view:
             else:
                 st.info("Press **Run** to grow one fooling image per class.")
     except AttackError as err:
-        V.error(err)
+        store["error"] = str(err)
+    finally:
+        st.session_state[RUNNING] = False  # also on Stop, a page switch or an error: the settings come back
+    if store.get("error"):
+        V.error(store["error"])
+if running:
+    st.rerun()  # draw the page again with the settings enabled

@@ -208,6 +208,7 @@ class RunRecord:
 
 
 def _request_start() -> None:
+    S.pin_values(S.setting_keys())
     st.session_state[_START] = perf_counter()
     st.session_state[S.SETUP_OPEN] = False  # fold the setup: on a projector the live view needs the screen
 

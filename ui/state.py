@@ -10,7 +10,7 @@ after every script run. Opening a link only sets widgets: a run starts only from
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import streamlit as st
@@ -92,12 +92,15 @@ def _param_value(attack: str, name: str, text: str) -> float | int:
     param = next((p for p in ATTACKS[attack].params if p.name == name), None)
     if param is None:
         raise ValueError(f"attack {attack} has no parameter {name!r}")
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
     if not math.isfinite(value) or not param.low <= value <= param.high:
-        raise ValueError(f"{name} must be between {param.low:g} and {param.high:g}")
+        raise ValueError(f"it must be between {param.low:g} and {param.high:g}")
     if param.integer:
         if value != int(value):
-            raise ValueError(f"{name} must be a whole number")
+            raise ValueError("it must be a whole number")
         return int(value)
     return value
 
@@ -161,10 +164,29 @@ def apply_query(query: Mapping[str, str]) -> list[str]:
                 try:
                     state[param_key(attack, p.name)] = _param_value(attack, p.name, query[p.name])
                 except ValueError as err:
-                    errors.append(f"the link's {p.name} was ignored: {err}")
+                    errors.append(f"the link's {p.name.replace('_', ' ')} was ignored: {err}")
     else:
         errors.append(f"the link's attack {attack!r} is not one of: {', '.join(ATTACKS)}")
     return errors
+
+
+def pin_values(keys: Iterable[str]) -> None:
+    """Call from a Run button's callback: re-assign the settings so they survive the run's disabled widgets.
+
+    Why: Streamlit drops a value that arrives for a widget registered as disabled in that script run. When a changed
+    setting (a number typed without pressing Enter) and the Run click reach the server in one rerun, the run would
+    use the old value. A value set through st.session_state in a callback wins over that.
+    """
+    state = st.session_state
+    for key in keys:
+        if key in state:
+            state[key] = state[key]
+
+
+def setting_keys() -> list[str]:
+    """The Attack Lab's setting widgets whose values a callback may set (uploads and the camera cannot be set)."""
+    keys = [SOURCE, IMAGE, MODEL, TARGET, ATTACK, CONFIDENCE]
+    return keys + [param_key(name, p.name) for name, cls in ATTACKS.items() for p in cls.params]
 
 
 def url_errors() -> list[str]:
