@@ -49,6 +49,6 @@ S.write_url(query)
 view = live.LiveView(status=live.run_bar(ready=ready, running=running))
 record = live.start_or_resume(view, seen=seen, image=image, target=target, choice=choice, ready=ready, query=query)
 if record is None:
-    view.draw_idle(seen, target)
+    view.draw_idle(seen, target, ready=ready)
 else:
     view.show_result(record)

@@ -150,6 +150,8 @@ def test_upload_that_is_not_an_image_is_one_error() -> None:
     assert not at.exception, at.exception
     assert any("not an image" in e for e in _errors(at))
     assert at.button(key="run").disabled
+    assert not any("Press **Run**" in i.value for i in at.info)  # no invitation to press a disabled button
+    assert any("Run needs" in w.value for w in at.warning)
 
 
 @pytest.mark.parametrize(
@@ -228,12 +230,13 @@ def test_shared_url_sets_the_page_up_without_running() -> None:
 
 
 def test_bad_link_values_are_reported_and_ignored() -> None:
-    at = _app(image="nope", target="not a class", steps="-4")
+    at = _app(image="nope", target="not a class", steps="-4", step_size="abc")
     assert not at.exception, at.exception
     errors = _errors(at)
     assert any("The link's image 'nope'" in e for e in errors)
     assert any("unknown class name" in e for e in errors)
     assert any("steps was ignored" in e for e in errors)
+    assert any("The link's step size was ignored: 'abc' is not a number." == e for e in errors), errors
     assert at.selectbox(key=S.IMAGE).value == "chelsea"  # the defaults stay
 
 

@@ -541,9 +541,12 @@ class LiveView:
         for slot, png, caption in zip(self.cams, images, captions, strict=True):
             slot.image(png, output_format="PNG", width="stretch", caption=caption)
 
-    def draw_idle(self, seen: ModelInput | None, target: S.TargetChoice) -> None:
-        """Before the first run: the original's bars with the target marked, and a hint."""
-        self.status.info("Press **Run** to watch the model being fooled, step by step.")
+    def draw_idle(self, seen: ModelInput | None, target: S.TargetChoice, *, ready: bool = True) -> None:
+        """Before the first run: the original's bars with the target marked, and a hint (or what blocks Run)."""
+        if ready:
+            self.status.info("Press **Run** to watch the model being fooled, step by step.")
+        else:
+            self.status.warning("Run needs a usable image, model and target: see the message in the setup above.")
         if seen is None:
             return
         target_idx = (
