@@ -39,7 +39,7 @@ def class_index(spec: str | int, categories: tuple[str, ...] = IMAGENET_CATEGORI
     if not hits:
         lowered = {c.lower(): c for c in categories}
         close = [c for c in categories if key and key in c.lower()][:3]
-        close += [lowered[m] for m in difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.75)]
+        close += [lowered[m] for m in difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.6)]
         close = list(dict.fromkeys(close))[:5]
         hint = f"; did you mean: {', '.join(close)}" if close else ""
         raise UnknownClassError(f"unknown class name {spec!r}{hint}")
