@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from PIL import Image
 
 from attacks import Attack, AttackError, Step
 from experiments.common import AttackOutcome, attack_image, check_number, classify
 from experiments.wrappers import DiverseInput, Ensemble
-from models import Classifier, load_model
+from models import Classifier, load_model, pil_to_tensor
 
 ModelLoader = Callable[[str], Classifier]
 
@@ -36,8 +37,9 @@ class EvalRow:
     label: str
     probability: float
     p_target: float | None
-    p_source: float
+    p_source: float  # of the attack's source class (for an ensemble: the ensemble's class, maybe not this row's)
     p_source_clean: float
+    p_clean_class: float  # of this model's own clean class, on the adversarial image (what `fooled` compares with)
     fooled: bool  # targeted: the top class is the target; untargeted: the top class changed from the clean one
     is_source: bool  # this model was attacked (white-box), so the row is not a transfer
 
@@ -50,6 +52,7 @@ class EvalRow:
             "p_target": self.p_target,
             "p_source": self.p_source,
             "p_source_clean": self.p_source_clean,
+            "p_clean_class": self.p_clean_class,
             "fooled": self.fooled,
             "attacked": self.is_source,
         }
@@ -116,11 +119,29 @@ def evaluate_transfer(
                 p_target=None if target is None else float(adv[target]),
                 p_source=float(adv[source]),
                 p_source_clean=float(clean[source]),
+                p_clean_class=float(adv[clean_top]),
                 fooled=bool(fooled),
                 is_source=m.name in attacked,
             )
         )
     return rows
+
+
+def attacked_model(members: Sequence[Classifier]) -> Classifier | Ensemble:
+    """The model the attack is judged on: the one source model, or the ensemble (mean logits) of several."""
+    if not members:
+        raise AttackError("choose at least one source model")
+    return members[0] if len(members) == 1 else Ensemble(members)
+
+
+def source_class(image: Image.Image, members: Sequence[Classifier]) -> int:
+    """The class a transfer run starts from, before running it: the attacked model's (or the ensemble's) top class
+    on `image` preprocessed for the first member - the same input and model that attack_image asks in run_transfer,
+    so a page can refuse a target equal to it before Run."""
+    model = attacked_model(members)
+    x0 = pil_to_tensor(members[0].preprocess(image)).to(model.device)  # (1, 3, H, W)
+    with torch.no_grad():
+        return int(model.probabilities(x0)[0].argmax())
 
 
 def run_transfer(
@@ -153,7 +174,7 @@ def run_transfer(
     diversity_samples = check_number("diversity samples", diversity_samples, 1, 64, integer=True)
     members = [loader(n) for n in source_models]
     evaluators = [loader(n) for n in eval_models]
-    plain = members[0] if len(members) == 1 else Ensemble(members)
+    plain = attacked_model(members)
     attacked = DiverseInput(plain, prob=diversity, samples=diversity_samples, seed=seed) if diversity else plain
     original = members[0].preprocess(image)
     outcome = attack_image(

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from attacks import ATTACKS, make_attack
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"fooling": "pages/fooling_images.py", "transfer": "pages/transfer.py", "robustness": "pages/robustness.py"}
+TIGER_CAT, EGYPTIAN_CAT = 282, 285  # Lite0's class of chelsea, and Lite0 + Lite1's (ensemble) class of it
 TIMEOUT = 600  # a loaded 2-core machine; the default actions take seconds when it is idle
 
 
@@ -98,14 +101,80 @@ def test_transfer_run_fills_the_table_and_the_matrix() -> None:
     assert len(at.get("plotly_chart")) == 1
 
 
-def test_transfer_bad_parameter_is_one_error_line() -> None:
+def test_transfer_parameters_are_bounded_with_friendly_labels() -> None:
+    """The custom attack's inputs are the Attack Lab's: each bounded by its Param's range, named and explained."""
     at = _page("transfer")
     at.radio(key="exp.transfer.preset").set_value("custom").run()
     at.selectbox(key="exp.transfer.attack").set_value("pgd").run()
-    at.number_input(key="exp.transfer.pgd.eps").set_value(-1.0).run()
+    _clean(at)
+    for p in ATTACKS["pgd"].params:
+        box = at.number_input(key=f"exp.transfer.pgd.{p.name}")
+        assert (box.min, box.max) == (p.low, p.high) and box.value == p.default
+        assert box.help == p.help and "_" not in box.label
+    assert at.number_input(key="exp.transfer.pgd.step_size").label == "Step size (1/255)"
+
+
+def test_transfer_target_equal_to_the_class_is_refused_before_run() -> None:
+    at = _page("transfer")
+    at.selectbox(key="exp.transfer.target").set_value(TIGER_CAT).run()  # Lite0's class of chelsea
     assert not at.exception
-    assert len(at.error) == 1 and "Eps must be between" in at.error[0].value
+    assert len(at.error) == 1 and "already sees in this image (tiger cat)" in at.error[0].value
     assert at.button(key="exp.transfer.run").disabled
+    assert not any("Press **Run**" in i.value or "Press Run" in i.value for i in at.info)
+
+
+def test_transfer_ensemble_refuses_the_ensembles_class() -> None:
+    """For an ensemble the source class is the ensemble's (experiments.transfer.source_class), as in the run."""
+    at = _page("transfer")
+    at.multiselect(key="exp.transfer.sources").set_value(["efficientnet_lite0", "efficientnet_lite1"]).run()
+    _clean(at)
+    assert any("the ensemble sees" in c.value for c in at.caption)
+    assert not at.button(key="exp.transfer.run").disabled
+    at.selectbox(key="exp.transfer.target").set_value(EGYPTIAN_CAT).run()
+    assert len(at.error) == 1 and "the ensemble already sees" in at.error[0].value
+    assert at.button(key="exp.transfer.run").disabled
+
+
+def test_transfer_source_class_is_the_runs_source(lite0) -> None:
+    from experiments.transfer import run_transfer, source_class
+    from images import load_image
+    from models import load_model
+
+    image = load_image("chelsea")
+    members = [lite0, load_model("efficientnet_lite1", device="cpu")]
+    loaded = {m.name: m for m in members}
+    result = run_transfer(
+        image,
+        source_models=[m.name for m in members],
+        eval_models=["efficientnet_lite0"],
+        attack=make_attack("pgd", eps=1.0, steps=1),
+        target=None,
+        loader=loaded.__getitem__,
+    )
+    assert source_class(image, members) == result.outcome.source == EGYPTIAN_CAT
+    assert source_class(image, members[:1]) == TIGER_CAT
+
+
+def test_transfer_without_models_says_why_run_is_off() -> None:
+    at = _page("transfer")
+    at.multiselect(key="exp.transfer.evals").set_value([]).run()
+    assert [e.value for e in at.error] == ["Choose at least one model to evaluate on."]
+    assert at.button(key="exp.transfer.run").disabled
+    assert not any("Press" in i.value for i in at.info)
+
+
+def test_transfer_untargeted_run_reads_right_and_has_no_target_column() -> None:
+    at = _page("transfer")
+    at.multiselect(key="exp.transfer.evals").set_value(["efficientnet_lite0"])
+    at.radio(key="exp.transfer.preset").set_value("pgd").run()
+    at.button(key="exp.transfer.run").click().run()
+    _clean(at)
+    assert any(m.value.startswith("The saved image fooled the attacked model (untargeted") for m in at.markdown)
+    table = at.dataframe[0].value
+    assert "p(target)" not in table.columns and "p(clean label)" in table.columns
+    job = at.session_state["exp.transfer.job"]
+    assert "requested" not in job and not job.get("active")  # the run ended and was not asked for again
+    assert not at.button(key="exp.transfer.run").disabled  # the run ended: settings and Run are enabled again
 
 
 def test_robustness_plain_and_eot() -> None:
@@ -120,12 +189,23 @@ def test_robustness_plain_and_eot() -> None:
     eot = result["outcomes"]["EOT"]
     assert eot.verdict.rms_distortion > result["outcomes"]["plain"].verdict.rms_distortion
     assert len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 1
+    curves = at.selectbox(key="exp.robust.transform").options
+    assert "Translation" in curves and "Horizontal mirror" not in curves  # no one-dot curve for the mirror (J)
+    assert any(m.value.startswith("**Horizontal mirror** (one strength only)") for m in at.markdown)
 
 
-def test_robustness_target_equal_to_the_class_is_one_error_line() -> None:
+def test_robustness_target_equal_to_the_class_is_refused_before_run() -> None:
     at = _page("robustness")
-    at.selectbox(key="exp.robust.target").set_value(282)  # tiger cat: Lite0's class of chelsea
-    at.checkbox(key="exp.robust.eot").uncheck()
-    at.button(key="exp.robust.run").click().run()
+    at.selectbox(key="exp.robust.target").set_value(TIGER_CAT).run()  # Lite0's class of chelsea
     assert not at.exception
-    assert len(at.error) == 1 and "target equals the image's current class" in at.error[0].value
+    assert len(at.error) == 1 and "the image's current class (tiger cat)" in at.error[0].value
+    assert at.button(key="exp.robust.run").disabled
+    assert "exp.robust.result" not in at.session_state
+
+
+def test_robustness_parameters_are_bounded() -> None:
+    at = _page("robustness")
+    for p in ATTACKS["relabel"].params:
+        box = at.number_input(key=f"exp.robust.relabel.{p.name}")
+        assert (box.min, box.max) == (p.low, p.high) and "_" not in box.label
+    assert at.number_input(key="exp.robust.relabel.max_rms").label == "Max RMS distortion"

@@ -8,6 +8,7 @@ gradient: the experiments package does.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -18,9 +19,11 @@ import streamlit as st
 from PIL import Image
 from torch import Tensor
 
+from experiments import transfer
 from images import SAMPLES, ImageError, load_image
 from models import IMAGENET_CATEGORIES, MODELS, OFFLINE_MODELS, Classifier, tensor_to_pil, weights_cached
 from ui import figures, loaders
+from ui.state import pin_values
 
 FONT = figures.FONT
 _chart_ids = itertools.count()
@@ -66,6 +69,15 @@ def _model_label(name: str) -> str:
     return f"{spec.title} · online{' (cached)' if weights_cached(name) else ', downloads weights'}"
 
 
+def short_model_label(name: str) -> str:
+    """A chip-sized model name ("Lite0 · offline", "ResNet-50 · cached"), so several fit in a narrow column."""
+    spec = MODELS[name]
+    title = spec.title.removeprefix("EfficientNet-").split(" (")[0]
+    if spec.offline:
+        return f"{title} · offline"
+    return f"{title} · {'cached' if weights_cached(name) else 'download'}"
+
+
 def usable_models() -> list[str]:
     """Models that work without a download: the offline ones and online ones already on this disk."""
     return [n for n in MODELS if n in OFFLINE_MODELS or weights_cached(n)]
@@ -83,11 +95,29 @@ def model_select(label: str, key: str, *, disabled: bool = False) -> Classifier 
 
 
 def models_multiselect(
-    label: str, key: str, default: Sequence[str], *, disabled: bool = False, help: str | None = None
+    label: str,
+    key: str,
+    default: Sequence[str],
+    *,
+    disabled: bool = False,
+    help: str | None = None,
+    empty_error: str | None = None,
 ) -> list[str]:
-    """Several model names, each checked; unusable ones are reported and dropped."""
+    """Several model names, each checked; unusable ones are reported and dropped. Short chip labels that wrap onto
+    more rows, so every chosen model stays readable in a narrow settings column. `empty_error`: the sentence shown
+    when nothing is chosen (the reason a Run button is off)."""
     st.session_state.setdefault(key, list(default))
-    names = st.multiselect(label, list(MODELS), key=key, format_func=_model_label, disabled=disabled, help=help)
+    names = st.multiselect(
+        label,
+        list(MODELS),
+        key=key,
+        format_func=short_model_label,
+        disabled=disabled,
+        help=help,
+        wrap=True,
+    )
+    if not names and empty_error:
+        error(empty_error)
     usable = []
     for name in names:
         problem = loaders.model_problem(name)
@@ -127,28 +157,30 @@ def classes_multiselect(
 
 @dataclass(frozen=True)
 class PickedImage:
-    """The picked image: its name (sample id or file name), the decoded RGB image, and its true label if known."""
+    """The picked image: its name (sample id or file name), the decoded RGB image, and its true label if known.
+
+    sample_id / data (the upload's bytes) are what the cached loaders are keyed by (never the PIL image).
+    """
 
     name: str
     image: Image.Image
     label: int | None
+    sample_id: str | None = None
+    data: bytes | None = None
 
 
 def image_select(key: str, *, default: str = "chelsea", disabled: bool = False) -> PickedImage | None:
     """A built-in sample or an upload; None (with one st.error line) when there is no usable image."""
-    mode = (
-        st.segmented_control(
-            "Image from", ("Samples", "Upload"), key=f"{key}.from", default="Samples", disabled=disabled
-        )
-        or "Samples"
-    )
+    st.session_state.setdefault(f"{key}.from", "Samples")
+    mode = st.segmented_control("Image from", ("Samples", "Upload"), key=f"{key}.from", disabled=disabled) or "Samples"
     if mode == "Upload":
         upload = st.file_uploader("Upload an image", key=f"{key}.upload", disabled=disabled, max_upload_size=50)
         if upload is None:
             st.info("Upload an image, or pick a sample.")
             return None
         try:
-            return PickedImage(upload.name, _decode(upload.getvalue()), None)
+            data = upload.getvalue()
+            return PickedImage(upload.name, _decode(data), None, data=data)
         except ImageError as err:
             error(f"this image cannot be used: {err}")
             return None
@@ -160,10 +192,31 @@ def image_select(key: str, *, default: str = "chelsea", disabled: bool = False) 
         "Sample", list(SAMPLES), key=key, format_func=lambda s: SAMPLES[s].title, disabled=disabled
     )
     try:
-        return PickedImage(sample_id, _sample(sample_id), SAMPLES[sample_id].label)
+        return PickedImage(sample_id, _sample(sample_id), SAMPLES[sample_id].label, sample_id=sample_id)
     except ImageError as err:
         error(f"this sample cannot be loaded: {err}")
         return None
+
+
+def model_class(model_name: str, picked: PickedImage) -> int:
+    """The model's top class on the picked image as a run preprocesses it (the Attack Lab's cached PNG and
+    probabilities), so a target equal to it is refused before Run. Raises ImageError for an unusable image."""
+    png = loaders.model_input_png(model_name, picked.sample_id, picked.data)
+    return int(loaders.probabilities(model_name, png).argmax())
+
+
+def attacked_class(model_names: Sequence[str], picked: PickedImage) -> int:
+    """The class a transfer run starts from: the one attacked model's, or the ensemble's (mean of the logits) when
+    several are attacked - experiments.transfer.source_class, the definition the run itself uses."""
+    if len(model_names) == 1:
+        return model_class(model_names[0], picked)
+    return _ensemble_class(tuple(model_names), picked.sample_id, picked.data)
+
+
+@st.cache_data(max_entries=32, show_spinner="Asking the ensemble…")
+def _ensemble_class(model_names: tuple[str, ...], sample_id: str | None, data: bytes | None) -> int:
+    image = load_image(sample_id if data is None else data)
+    return transfer.source_class(image, [loaders.get_model(n) for n in model_names])
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the image…")
@@ -174,6 +227,76 @@ def _decode(data: bytes) -> Image.Image:
 @st.cache_data(max_entries=32, show_spinner=False)
 def _sample(sample_id: str) -> Image.Image:
     return load_image(sample_id)
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+
+def job(key: str) -> dict[str, Any]:
+    """A page's run state in st.session_state: "requested" (what Run asked for, until a script run claims it),
+    "active" (what a script run is doing now), "notes" ((level, text) pairs shown after a run: why it stopped, what
+    was skipped, an error) and whatever the page keeps there while it works.
+
+    Why a dict held by reference: after a Stop every st.* call of the stopped run raises again, so the code that ends
+    a run only touches this dict, never st.session_state.
+    """
+    return st.session_state.setdefault(key, {"notes": []})
+
+
+def request_start(key: str, kind: str, prefix: str, unsettable: Sequence[str] = ()) -> None:
+    """on_click of a page's Run: ask for a run before the script reruns, so that run draws the settings and Run
+    disabled (a second click cannot restart it) while Stop stays usable.
+
+    Streamlit discards a value that arrives for a widget in the same script run that draws it disabled, so a number
+    typed just before the click would be lost; re-assigning every setting under `prefix` here makes its fresh value a
+    Session State value, which a disabled widget keeps. `unsettable`: the page's buttons, which Session State cannot
+    set (the image picker's uploader, "<key>.upload", is skipped too).
+    """
+    state = st.session_state
+    pin_values(
+        name
+        for name in list(state.keys())
+        if isinstance(name, str)
+        and name.startswith(prefix)
+        and name not in unsettable
+        and not name.endswith(".upload")
+        and name != key
+    )
+    state[key] = {"requested": kind, "notes": []}
+
+
+def claim(key: str, *, wait_s: float = 20.0) -> tuple[dict[str, Any], str | None]:
+    """At the top of a page: its run state, and what Run asked for (None when nothing). The request is popped, so
+    only the script run that Run started does the work; any later rerun (Stop, a page switch) draws the page idle.
+
+    Why the wait: Streamlit answers a rerun by starting a new script thread at once (runner.fastReruns) while the
+    interrupted run goes on to its next Streamlit call and stops there; waiting for its "active" mark to clear lets
+    this run show what it kept and why it stopped. After `wait_s` the mark is dropped so no later run waits again.
+    """
+    state = job(key)
+    kind = state.pop("requested", None)
+    if kind is None and state.get("active"):
+        with st.spinner("Stopping the run…"):
+            deadline = perf_counter() + wait_s
+            while state.get("active") and perf_counter() < deadline:
+                time.sleep(0.1)
+        state["active"] = None
+    return state, kind
+
+
+def checkpoint() -> None:
+    """A Streamlit yield point without drawing anything (a Session State lookup), called every attack step so Stop
+    takes effect within one step even while the progress line is throttled."""
+    _ = "exp.checkpoint" in st.session_state
+
+
+def show_notes(state: dict[str, Any]) -> None:
+    """The notes a finished or stopped run left: warnings as st.warning, errors as one st.error line each."""
+    for level, text in state.get("notes", []):
+        if level == "error":
+            error(text)
+        else:
+            st.warning(text, icon=":material/info:")
 
 
 # ------------------------------------------------------------------------------------------- live drawing

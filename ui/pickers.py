@@ -245,8 +245,14 @@ PARAM_LABELS = {
 }
 
 
-def _param_widget(attack: str, param: Param, disabled: bool) -> float:
-    key = S.param_key(attack, param.name)
+def param_input(param: Param, key: str, *, disabled: bool = False) -> float:
+    """One attack parameter as a number input bounded by the Param's own range, with a friendly label and its help.
+
+    Shared by the Attack Lab and the experiment pages, so an out-of-range value cannot be typed on any page and every
+    page names the parameters alike. The default goes into st.session_state (never value=), so a link or a preset
+    can set the widget without Streamlit's "default value and Session State" warning.
+    """
+    st.session_state.setdefault(key, int(param.default) if param.integer else float(param.default))
     label = PARAM_LABELS.get(param.name, param.name.replace("_", " ").capitalize())
     if param.unit and param.unit != "rms":
         label += f" ({param.unit})"
@@ -265,6 +271,10 @@ def _param_widget(attack: str, param: Param, disabled: bool) -> float:
         help=param.help,
         disabled=disabled,
     )
+
+
+def _param_widget(attack: str, param: Param, disabled: bool) -> float:
+    return param_input(param, S.param_key(attack, param.name), disabled=disabled)
 
 
 def attack_picker(target: S.TargetChoice, *, disabled: bool) -> AttackChoice:
