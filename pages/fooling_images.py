@@ -17,7 +17,6 @@ from experiments.cli_commands import DEFAULT_STEPS
 from experiments.synthesis import INITS, Progress, evolve, start_image, synthesize_gradient, visualize_class
 from models import IMAGENET_CATEGORIES, class_index
 from ui import experiments_view as V
-from ui.state import pin_values
 
 K = "exp.fool."
 MODES = {
@@ -36,24 +35,13 @@ st.caption(
     "al. 2015). Evolution does it without gradients, only asking the model for probabilities."
 )
 
-RUNNING = K + "running"
-
-
-def _start() -> None:
-    """Run's callback: the next script run does the work, with every setting (and Run itself) disabled."""
-    pin_values(
-        k
-        for k in list(st.session_state)
-        if k.startswith(K) and not k.startswith(K + "result.") and k not in _NOT_SETTINGS
-    )
-    st.session_state[RUNNING] = True
-
-
-_NOT_SETTINGS = {K + "run", K + "stop", RUNNING}  # buttons cannot be set through st.session_state
+JOB = K + "job"
+BUTTONS = (K + "run", K + "stop")  # Session State cannot set buttons: request_start leaves them alone
 
 
 #: Every setting's default, put into st.session_state once: the widgets take no value= of their own, so the Run
-#: callback may re-assign them (ui.state.pin_values) without Streamlit's "default value and Session State" warning.
+#: callback may re-assign them (ui.experiments_view.request_start) without Streamlit's "default value and Session
+#: State" warning.
 DEFAULTS: dict[str, Any] = {
     K + "mode": "grow",
     K + "classes": [class_index(c) for c in GALLERY_DEFAULT],
@@ -77,7 +65,10 @@ DEFAULTS: dict[str, Any] = {
 for _key, _value in DEFAULTS.items():
     st.session_state.setdefault(_key, _value)
 
-running = bool(st.session_state.get(RUNNING))
+# Run's on_click asks for a run; only the script run that claims the request does the work (a Stop's rerun, which
+# Streamlit starts while the stopped run is still unwinding, draws the page idle with what was reached).
+job, kind = V.claim(JOB)
+running = kind is not None
 mode = (
     st.segmented_control("Experiment", list(MODES), format_func=MODES.get, key=K + "mode", disabled=running) or "grow"
 )
@@ -140,7 +131,8 @@ with settings:
         type="primary",
         key=K + "run",
         disabled=running or model is None or not targets,
-        on_click=_start,
+        on_click=V.request_start,
+        args=(JOB, "run", K, BUTTONS),
         icon=":material/play_arrow:",
         width="stretch",
     )
@@ -202,6 +194,7 @@ def _drive(gen: Iterator[Progress], slots: dict[str, Any], store: dict[str, Any]
             ]
         history.append((last.index, float(last.target_probability[0]), last.queries))
         store[key + ".last"] = last
+        V.checkpoint()  # Stop takes effect here, within one step, even between throttled redraws
         if throttle.due(final=last.done):
             store[key] = _snapshot(last, unit)
             _draw(slots, store, key, unit, live=True)
@@ -270,6 +263,8 @@ def _single_slots(container: Any, with_curve: bool = True, stacked: bool = False
 
 store: dict[str, Any] = st.session_state.setdefault(RESULT, {})
 
+if running:
+    job["active"] = kind  # a Stop's rerun waits for this to clear (V.claim) before drawing what was reached
 with view:
     try:
         if mode in ("grow", "evolve"):
@@ -399,10 +394,9 @@ with view:
             else:
                 st.info("Press **Run** to grow one fooling image per class.")
     except AttackError as err:
-        store["error"] = str(err)
+        job["notes"].append(("error", str(err)))
     finally:
-        st.session_state[RUNNING] = False  # also on Stop, a page switch or an error: the settings come back
-    if store.get("error"):
-        V.error(store["error"])
+        job["active"] = None  # only the dict: after a Stop every st.* call of this run raises again
+    V.show_notes(job)
 if running:
     st.rerun()  # draw the page again with the settings enabled
