@@ -181,6 +181,16 @@ def test_good_upload_is_used() -> None:
     assert not at.exception, at.exception
     assert not _errors(at)
     assert any("mine.png" in c for img in at.get("image") for c in img.captions)
+    assert not any("enlarged" in c.value for c in at.caption)
+
+
+def test_tiny_upload_says_it_is_enlarged() -> None:
+    at = _app()
+    at.session_state[S.SOURCE] = "Upload"
+    at.run()
+    at.get("file_uploader")[0].set_value(("tiny.png", _png(Image.new("RGB", (4, 4), "red")), "image/png")).run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("Your image is only 4×4 pixels") for c in at.caption)
 
 
 def test_unreachable_online_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

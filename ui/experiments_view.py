@@ -151,6 +151,7 @@ def classes_multiselect(
             format_func=class_name,
             max_selections=max_selections,
             disabled=disabled,
+            wrap=True,
         )
     ]
 
@@ -370,7 +371,7 @@ def lines(
     ]
     yaxis: dict[str, Any] = {"title": {"text": y_title}}
     if log_y:
-        yaxis["type"] = "log"
+        yaxis.update({"type": "log", "dtick": 1, "tickformat": "~%"})  # one tick per decade: 0.1%, 1%, 10%, 100%
     elif y_range is not None:
         yaxis.update({"range": list(y_range), "tickformat": ".0%"})
     return {

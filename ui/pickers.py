@@ -6,11 +6,13 @@ and returns None (or a not-ready value) instead of raising, so the rest of the p
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from attacks import ATTACKS, Attack, AttackError, Param, make_attack
 from images import SAMPLES, ImageError
@@ -93,7 +95,7 @@ def _gallery(disabled: bool) -> None:
                     picked = sample_id == chosen
                     truth = f" — true label: {IMAGENET_CATEGORIES[sample.label]}" if sample.label is not None else ""
                     st.button(
-                        "Selected" if picked else "Use",
+                        "✓" if picked else "Use",
                         key=f"use-{sample_id}",
                         width="stretch",
                         type="primary" if picked else "secondary",
@@ -171,6 +173,11 @@ def model_view(model_name: str | None, image: ImageChoice | None) -> ModelInput 
     seen = ModelInput(model_name, loaders.get_model(model_name), png, loaders.probabilities(model_name, png))
     size = seen.model.input_size
     st.image(png, caption=f"{image.name} · {size}×{size} pixels", output_format="PNG", width="stretch")
+    if image.data is not None:
+        with Image.open(io.BytesIO(image.data)) as raw:  # the header only: the upload was decoded and checked above
+            w, h = raw.size
+        if min(w, h) < size:
+            st.caption(f"Your image is only {w}×{h} pixels: the model sees it enlarged to {size}×{size}.")
     top = np.argsort(-seen.probs)[:5]
     table = pd.DataFrame(
         {"class": [IMAGENET_CATEGORIES[i] for i in top], "probability": [100 * float(seen.probs[i]) for i in top]}
@@ -280,10 +287,15 @@ def _param_widget(attack: str, param: Param, disabled: bool) -> float:
 def attack_picker(target: S.TargetChoice, *, disabled: bool) -> AttackChoice:
     """The attack, a one-line summary of it, and its parameters (two per row), checked by the engine."""
     name = st.selectbox(
-        "Attack", list(ATTACKS), key=S.ATTACK, format_func=lambda a: ATTACKS[a].title, disabled=disabled
+        "Attack",
+        list(ATTACKS),
+        key=S.ATTACK,
+        format_func=lambda a: ATTACKS[a].title.split(" (")[0],  # the citation goes in the caption: it fits there
+        disabled=disabled,
     )
     cls = ATTACKS[name]
-    st.caption(cls.summary)
+    cite = cls.title.partition(" (")[2].rstrip(")")
+    st.caption(f"{cite}: {cls.summary}" if cite else cls.summary)
     params: dict[str, float] = {}
     cols = st.columns(2, gap="small")
     for i, param in enumerate(cls.params):
