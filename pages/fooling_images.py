@@ -36,7 +36,6 @@ st.caption(
 )
 
 JOB = K + "job"
-BUTTONS = (K + "run", K + "stop")  # Session State cannot set buttons: request_start leaves them alone
 
 
 #: Every setting's default, put into st.session_state once: the widgets take no value= of their own, so the Run
@@ -125,24 +124,12 @@ with settings:
         params["jitter"] = int(st.slider("Jitter (pixels)", 0, 32, key=K + "jitter", **off))
         params["blur_sigma"] = st.slider("Blur σ every 4 steps", 0.0, 3.0, step=0.1, key=K + "blur", **off)
         params["tv_weight"] = st.slider("Total-variation weight", 0.0, 5.0, step=0.1, key=K + "tv", **off)
-    run_col, stop_col = st.columns(2)
-    run_col.button(
-        "Run",
-        type="primary",
-        key=K + "run",
-        disabled=running or model is None or not targets,
-        on_click=V.request_start,
-        args=(JOB, "run", K, BUTTONS),
-        icon=":material/play_arrow:",
-        width="stretch",
-    )
-    stop_col.button(
-        "Stop",
-        key=K + "stop",
-        icon=":material/stop:",
-        width="stretch",
-        disabled=not running,
-        help="Ends the run at the next step; the last image stays.",
+    V.run_stop_buttons(
+        K,
+        JOB,
+        ready=model is not None and bool(targets),
+        running=running,
+        stop_help="Ends the run at the next step; the last image stays.",
     )
     run = running and model is not None and bool(targets)
     if not targets:

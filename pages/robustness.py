@@ -106,24 +106,8 @@ with settings:
         V.error(err)
         plain_attack = eot_attack = None
     ready = picked is not None and model is not None and plain_attack is not None and target_ok
-    run_col, stop_col = st.columns(2, gap="small")
-    run_col.button(
-        "Run",
-        type="primary",
-        key=K + "run",
-        disabled=running or not ready,
-        icon=":material/play_arrow:",
-        width="stretch",
-        on_click=V.request_start,
-        args=(JOB, "run", K, (K + "run", K + "stop")),
-    )
-    stop_col.button(
-        "Stop",
-        key=K + "stop",
-        icon=":material/stop:",
-        width="stretch",
-        disabled=not running,
-        help="Ends the run at the next step; whatever had finished stays.",
+    V.run_stop_buttons(
+        K, JOB, ready=ready, running=running, stop_help="Ends the run at the next step; whatever had finished stays."
     )
     bar = st.empty()  # progress right under Run: where the eye is after the click
 

@@ -140,24 +140,12 @@ with settings:
         V.error(err)
         attack = None
     ready = picked is not None and bool(sources) and bool(evals) and attack is not None and target_ok
-    run_col, stop_col = st.columns(2, gap="small")
-    run_col.button(
-        "Run",
-        type="primary",
-        key=K + "run",
-        disabled=running or not ready,
-        icon=":material/play_arrow:",
-        width="stretch",
-        on_click=V.request_start,
-        args=(JOB, "run", K, BUTTONS),
-    )
-    stop_col.button(
-        "Stop",
-        key=K + "stop",
-        icon=":material/stop:",
-        width="stretch",
-        disabled=not running,
-        help="Ends the run at the next step; finished runs stay in the matrix.",
+    V.run_stop_buttons(
+        K,
+        JOB,
+        ready=ready,
+        running=running,
+        stop_help="Ends the run at the next step; finished runs stay in the matrix.",
     )
     status = st.empty()
     bar = st.empty()

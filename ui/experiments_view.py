@@ -285,6 +285,25 @@ def claim(key: str, *, wait_s: float = 20.0) -> tuple[dict[str, Any], str | None
     return state, kind
 
 
+def run_stop_buttons(prefix: str, job_key: str, *, ready: bool, running: bool, stop_help: str) -> None:
+    """A page's Run and Stop, side by side: Run asks for a run (request_start) and is off while one goes on or the
+    settings are not usable; Stop is on only during a run (its click reruns the script, which ends the run)."""
+    run_col, stop_col = st.columns(2, gap="small")
+    run_col.button(
+        "Run",
+        type="primary",
+        key=prefix + "run",
+        disabled=running or not ready,
+        icon=":material/play_arrow:",
+        width="stretch",
+        on_click=request_start,
+        args=(job_key, "run", prefix, (prefix + "run", prefix + "stop", prefix + "compare", prefix + "clear")),
+    )
+    stop_col.button(
+        "Stop", key=prefix + "stop", icon=":material/stop:", width="stretch", disabled=not running, help=stop_help
+    )
+
+
 def checkpoint() -> None:
     """A Streamlit yield point without drawing anything (a Session State lookup), called every attack step so Stop
     takes effect within one step even while the progress line is throttled."""
