@@ -3,13 +3,18 @@
 To add a page, add one st.Page line to PAGES (the first page with default=True opens at the root URL).
 """
 
+from pathlib import Path
+
 import streamlit as st
 
+#: Page files by absolute path, so the Cloud entry point (cloud/streamlit_app.py) routes to the same pages.
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
 PAGES = [
-    st.Page("pages/attack_lab.py", title="Attack Lab", icon=":material/bug_report:", default=True),
-    st.Page("pages/fooling_images.py", title="Fooling images", icon=":material/blur_on:"),
-    st.Page("pages/transfer.py", title="Transfer between models", icon=":material/swap_horiz:"),
-    st.Page("pages/robustness.py", title="Robustness to transformations", icon=":material/rotate_right:"),
+    st.Page(PAGES_DIR / "attack_lab.py", title="Attack Lab", icon=":material/bug_report:", default=True),
+    st.Page(PAGES_DIR / "fooling_images.py", title="Fooling images", icon=":material/blur_on:"),
+    st.Page(PAGES_DIR / "transfer.py", title="Transfer between models", icon=":material/swap_horiz:"),
+    st.Page(PAGES_DIR / "robustness.py", title="Robustness to transformations", icon=":material/rotate_right:"),
 ]
 
 st.set_page_config(page_title="Adversarial Lab", page_icon=":material/bug_report:", layout="wide")
