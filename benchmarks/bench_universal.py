@@ -5,7 +5,8 @@ scikit-image / scikit-learn photos) and reports the fooling ratio on the held-ou
 --save writes the perturbation of --save-method (experiments.universal.save_perturbation) with this command line in
 its JSON sidecar; --cross also builds one (SGD) for every other offline model and prints the cross-model table.
 Run: python benchmarks/bench_universal.py [--model efficientnet_lite0] [--norm inf --xi 10] [--threads 2]
-     [--deepfool-passes 2] [--sgd-passes 10] [--holdout 8] [--seed 0] [--save data/universal/NAME] [--cross]
+     [--deepfool-passes 2] [--sgd-passes 10] [--holdout 8] [--seed 0] [--budget-s SECONDS] [--verbose]
+     [--save data/universal/NAME] [--cross]
 """
 
 from __future__ import annotations
@@ -23,29 +24,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.universal import (  # noqa: E402
     compute_universal,
     cross_model_table,
+    fooling_ratio,
     load_image_set,
+    model_inputs,
     save_perturbation,
 )
 from models import OFFLINE_MODELS, load_model  # noqa: E402
 
 
 def build(model, images, method: str, passes: int, args: argparse.Namespace):
-    """Exhaust one run, printing a line per pass; returns the last progress and its CPU seconds."""
+    """Consume one run, printing a line per pass (and per image with --verbose), stopping early once it has used
+    --budget-s seconds of CPU (what finished is kept, as Stop does on the page). Returns the last progress, its
+    CPU seconds and, when stopped early, the fooling ratios of that v recounted (train, held-out)."""
     start_cpu = time.process_time()
     last = None
+    stopped = None
     for prog in compute_universal(
-        model, images, norm=args.norm, xi=args.xi, method=method, holdout=args.holdout, passes=passes, seed=args.seed
+        model,
+        images,
+        norm=args.norm,
+        xi=args.xi,
+        method=method,
+        holdout=args.holdout,
+        passes=passes,
+        seed=args.seed,
+        deepfool_steps=args.deepfool_steps,
     ):
         last = prog
-        if not prog.last_images:
+        cpu = time.process_time() - start_cpu
+        if not prog.last_images or args.verbose:
             held = "-" if prog.heldout_fooling is None else f"{prog.heldout_fooling:.3f}"
             print(
-                f"  {model.name} {method} pass {prog.pass_index}: visited {prog.visited}, "
-                f"train {prog.train_fooling:.3f}, held-out {held}, {prog.seconds:.0f} s wall",
+                f"  {model.name} {method} pass {prog.pass_index}: visited {prog.visited}, updated {prog.updated}, "
+                f"train {prog.train_fooling:.3f}, held-out {held}, {prog.seconds:.0f} s wall, {cpu:.0f} s CPU",
                 flush=True,
             )
+        if args.budget_s and cpu > args.budget_s and not prog.done:
+            x = model_inputs(model, images)  # (N, 3, S, S)
+            stopped = tuple(fooling_ratio(model, x[list(ids)], prog.v) for ids in (prog.train_ids, prog.heldout_ids))
+            break
     assert last is not None
-    return last, time.process_time() - start_cpu
+    return last, time.process_time() - start_cpu, stopped
 
 
 def main() -> None:
@@ -59,6 +78,9 @@ def main() -> None:
     ap.add_argument("--methods", default="deepfool,sgd")
     ap.add_argument("--deepfool-passes", type=int, default=2)
     ap.add_argument("--sgd-passes", type=int, default=10)
+    ap.add_argument("--deepfool-steps", type=int, default=10)
+    ap.add_argument("--budget-s", type=float, default=0.0, help="stop a method after this much CPU time (0: never)")
+    ap.add_argument("--verbose", action="store_true", help="a line per update of v")
     ap.add_argument("--save", default="", help="path stem for the .npy/.json/.png of --save-method")
     ap.add_argument("--save-method", default="sgd")
     ap.add_argument("--cross", action="store_true", help="3x3 cross-model table over the offline models (SGD)")
@@ -74,12 +96,14 @@ def main() -> None:
     results = {}
     for method in args.methods.split(","):
         passes = args.deepfool_passes if method == "deepfool" else args.sgd_passes
-        last, cpu = build(model, images, method, passes, args)
+        last, cpu, stopped = build(model, images, method, passes, args)
         results[method] = last
+        train, held = stopped or (last.train_fooling, last.heldout_fooling)
+        why = f"stopped by --budget-s after {last.visited} images visited" if stopped else last.stop_reason
         print(
-            f"{method}: held-out fooling {last.heldout_fooling:.3f} on {last.n_heldout} images "
-            f"(train {last.train_fooling:.3f} on {last.n_train}), {last.pass_index} passes, "
-            f"{last.seconds:.1f} s wall, {cpu:.1f} s CPU; {last.stop_reason}",
+            f"{method}: held-out fooling {held:.3f} on {last.n_heldout} images "
+            f"(train {train:.3f} on {last.n_train}), {last.pass_index} passes, "
+            f"{last.seconds:.1f} s wall, {cpu:.1f} s CPU; {why}",
             flush=True,
         )
         if args.save and method == args.save_method:
@@ -95,7 +119,7 @@ def main() -> None:
         models = [load_model(n, device="cpu") for n in OFFLINE_MODELS]
         for other in models:
             if other.name != args.model:
-                last, cpu = build(other, images, "sgd", args.sgd_passes, args)
+                last, cpu, _ = build(other, images, "sgd", args.sgd_passes, args)
                 perts[other.name] = last.v
                 print(f"{other.name} sgd: held-out {last.heldout_fooling:.3f}, {cpu:.1f} s CPU", flush=True)
         table = cross_model_table(models, perts, held)
