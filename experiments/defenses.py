@@ -23,6 +23,7 @@ Defense.attackable(mode="adaptive", *, samples=4, seed=0) -> nn.Module
     is: zero/obfuscated gradients), "adaptive" (the defense's own: BPDA, EOT or exact), "bpda", "eot"
 bit_depth(x, bits), median_filter(x, size), jpeg_batch(x, quality)   the transforms as functions
 labelled_samples(model) / labelled_folder(path, model) -> list[LabelledImage]   8-bit model inputs with true class
+attack_in_chunks(attack, model, x, goal, *, chunk, seed) -> Iterator[(done, 8-bit adversarial chunk)]
 evaluate_defenses(model, images=None, *, defenses=None, attack="relabel", attack_params=None, full_budget=False,
                   eot_samples=4, seed=0, chunk=8) -> Iterator[DefenseProgress]
     each progress carries the report so far (.report); the last one is complete. DefenseReport.to_json(), .table()
@@ -56,7 +57,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from attacks import AttackError, Goal, Param, make_attack
+from attacks import Attack, AttackError, Goal, Param, make_attack
 from attacks.metrics import quantize
 from experiments.common import check_number
 from experiments.robustness import jpeg
@@ -497,6 +498,21 @@ def _met(probs: Tensor, goal: Goal) -> Tensor:
     return goal.met(probs)  # (N,) bool; untargeted: top != source; targeted: top == target (with confidence)
 
 
+def attack_in_chunks(
+    attack: Attack, model: nn.Module, x: Tensor, goal: Goal, *, chunk: int, seed: int
+) -> Iterator[tuple[int, Tensor]]:
+    """Run `attack` on x (N,3,H,W) in chunks of `chunk` images; yield (images done so far, the chunk's saved 8-bit
+    adversarial images). Chunk j uses seed + j, so a run is reproducible whatever consumes it."""
+    for j, lo in enumerate(range(0, len(x), chunk)):
+        idx = torch.arange(lo, min(lo + chunk, len(x)), device=x.device)
+        last = None
+        for step in attack.run(model, x[idx], goal.subset(idx), seed=seed + j):
+            last = step
+        if last is None:
+            raise AttackError(f"attack {attack.name} yielded no step")
+        yield int(idx[-1]) + 1, quantize(last.x_adv)  # (n, 3, H, W)
+
+
 def evaluate_defenses(
     model: nn.Module,
     images: Sequence[LabelledImage] | None = None,
@@ -554,19 +570,15 @@ def evaluate_defenses(
         bare_fooled=0,
         seed=seed,
     )
-    chunks = [torch.arange(i, min(i + chunk, n), device=device) for i in range(0, n, chunk)]
-    total = len(chunks) * (1 + len(built))
+    n_chunks = math.ceil(n / chunk)
+    total = n_chunks * (1 + len(built))
     done = 0
 
     def run_attack(attacked: nn.Module, stage: str) -> Iterator[tuple[Tensor, DefenseProgress]]:
         nonlocal done
-        for j, idx in enumerate(chunks):
-            last = None
-            for step in atk.run(attacked, x0[idx], goal.subset(idx), seed=seed + j):
-                last = step
-            assert last is not None
+        for _, x_adv in attack_in_chunks(atk, attacked, x0, goal, chunk=chunk, seed=seed):
             done += 1
-            yield quantize(last.x_adv), DefenseProgress(stage, done, total, report)  # the saved 8-bit images
+            yield x_adv, DefenseProgress(stage, done, total, report)  # the saved 8-bit images
 
     parts = []
     for x_adv, progress in run_attack(model, "attack the bare model"):
@@ -582,7 +594,7 @@ def evaluate_defenses(
         parts = []
         for x_adv, progress in run_attack(attacked, f"adaptive attack on {name}"):
             parts.append(x_adv)
-            if len(parts) < len(chunks):
+            if len(parts) < n_chunks:
                 yield progress
         adv = torch.cat(parts)  # (N, 3, S, S)
         ad = _met(defense.probabilities(adv).to(device), goal) & clean_ok

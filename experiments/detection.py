@@ -51,9 +51,9 @@ from sklearn.svm import SVC
 from torch import Tensor, nn
 
 from attacks import AttackError, Goal, make_attack
-from attacks.metrics import quantize, rms
+from attacks.metrics import rms
 from experiments.common import check_number
-from experiments.defenses import bit_depth, median_filter
+from experiments.defenses import attack_in_chunks, bit_depth, median_filter
 from models import class_index, pil_to_tensor
 
 # --- features and augmentation --------------------------------------------------------------------------------
@@ -213,6 +213,9 @@ class SvmDetectionResult:
     grouped: bool
     scores: SplitScores
     shuffled: SplitScores
+    features: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))  # (E+I, D), for re-splitting
+    labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # 0 exemplar, 1 impostor
+    groups: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # photo index per item
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -298,14 +301,9 @@ def run_svm_detection(
         raise AttackError("some impostor items are already classified as the target; leave those photos out")
     goal = Goal(src, torch.full_like(src, target), confidence)
     advs = []
-    for lo in range(0, len(x_im), chunk):
-        idx = torch.arange(lo, min(lo + chunk, len(x_im)), device=device)
-        last = None
-        for step in atk.run(model, x_im[idx], goal.subset(idx), seed=seed + lo):
-            last = step
-        assert last is not None
-        advs.append(quantize(last.x_adv))  # (n, 3, S, S): the saved 8-bit images
-        yield DetectionProgress("relabel impostors", int(idx[-1]) + 1, len(x_im))
+    for done, x_adv in attack_in_chunks(atk, model, x_im, goal, chunk=chunk, seed=seed):
+        advs.append(x_adv)  # (n, 3, S, S): the saved 8-bit images
+        yield DetectionProgress("relabel impostors", done, len(x_im))
     x_adv = torch.cat(advs)  # (I, 3, S, S)
     probs = model.probabilities(x_adv).to(device)  # judged by the plain model on the 8-bit image
     ok = goal.met(probs).cpu()  # (I,)
@@ -342,6 +340,9 @@ def run_svm_detection(
         grouped=grouped,
         scores=scores,
         shuffled=shuffled,
+        features=feats,
+        labels=labels,
+        groups=groups,
     )
     yield DetectionProgress("svm", len(x_im), len(x_im), result)
 
@@ -463,21 +464,17 @@ def run_squeeze_detection(
     gen = torch.Generator().manual_seed(seed)
     tgt = ((src.cpu() + torch.randint(1, k, (len(src),), generator=gen)) % k).to(device)
     results: dict[str, SqueezeResult] = {}
-    chunks = [torch.arange(i, min(i + chunk, len(x0)), device=device) for i in range(0, len(x0), chunk)]
-    done, total = 0, len(chunks) * len(names)
+    n_chunks = -(-len(x0) // chunk)
+    done, total = 0, n_chunks * len(names)
     for name in names:
         cfg = SQUEEZE_ATTACKS[name]
         atk = make_attack(cfg["attack"], **cfg["params"])
         goal = Goal(src, tgt if cfg.get("targeted") else None, cfg.get("confidence", 0.0))
         advs = []
-        for j, idx in enumerate(chunks):
-            last = None
-            for step in atk.run(model, x0[idx], goal.subset(idx), seed=seed + j):
-                last = step
-            assert last is not None
-            advs.append(quantize(last.x_adv))
+        for _, x_adv in attack_in_chunks(atk, model, x0, goal, chunk=chunk, seed=seed):
+            advs.append(x_adv)
             done += 1
-            if j < len(chunks) - 1:
+            if len(advs) < n_chunks:
                 yield SqueezeProgress(name, done, total, dict(results))
         x_adv = torch.cat(advs)  # (N, 3, S, S)
         ok = goal.met(model.probabilities(x_adv).to(device))
