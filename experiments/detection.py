@@ -394,7 +394,8 @@ def squeeze_roc(
     attack: str = "",
     attempts: int | None = None,
 ) -> SqueezeResult:
-    """Threshold at the (1-fpr) quantile of the clean scores; ROC curve and AUC with sklearn.metrics."""
+    """Threshold at the (1-fpr) quantile of the clean scores, taken as an observed score (method 'higher') so the
+    actual false-positive rate never exceeds fpr; ROC curve and AUC with sklearn.metrics."""
     fpr = check_number("false-positive rate", fpr, 0.0, 1.0)
     clean = np.asarray(clean_scores, dtype=np.float64)
     adv = np.asarray(adversarial_scores, dtype=np.float64)
@@ -402,7 +403,7 @@ def squeeze_roc(
         raise AttackError(f"feature squeezing needs clean and adversarial images, got {len(clean)} and {len(adv)}")
     y = np.r_[np.zeros(len(clean)), np.ones(len(adv))]
     f, t, _ = roc_curve(y, np.r_[clean, adv])
-    threshold = float(np.quantile(clean, 1.0 - fpr))
+    threshold = float(np.quantile(clean, 1.0 - fpr, method="higher"))
     return SqueezeResult(
         attack=attack,
         clean=len(clean),

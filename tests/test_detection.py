@@ -82,6 +82,7 @@ def test_squeeze_roc_matches_sklearn_and_sets_the_threshold_on_clean_images() ->
     assert r.auc == pytest.approx(roc_auc_score(np.r_[np.zeros(40), np.ones(30)], np.r_[clean, adv]))
     assert r.fpr <= 0.05 and r.detection_rate == pytest.approx((adv > r.threshold).mean())
     assert squeeze_roc(clean, clean + 10).auc == 1.0
+    assert squeeze_roc(clean[:28], adv, fpr=0.05).fpr <= 0.05  # 28 clean: at most 1 above the threshold
     with pytest.raises(AttackError, match="false-positive rate"):
         squeeze_roc(clean, adv, fpr=2)
 
