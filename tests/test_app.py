@@ -18,7 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from models import IMAGENET_CATEGORIES, class_index
-from ui import figures, live
+from ui import figures, lab_record, run
 from ui import state as S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,10 +291,10 @@ def test_stop_keeps_what_was_reached(lite0) -> None:
     seen = ModelInput("efficientnet_lite0", lite0, png, probs)
     attack = make_attack("relabel", step_size=0.05, steps=500)
     choice = AttackChoice("relabel", dict(attack.hparams), attack)
-    record = live.new_record(seen, ImageChoice("chelsea", "chelsea"), class_index("umbrella"), choice, {}, 0.0)
+    record = lab_record.new_record(seen, ImageChoice("chelsea", "chelsea"), class_index("umbrella"), choice, {})
     for _ in range(3):
         record.record(next(record.steps_iter))
-    live.finish(record, "stopped")
+    lab_record.finish(record, "stopped")
     assert record.status == "stopped" and record.steps == [0, 1, 2] and record.steps_iter is None
     assert record.verdict is not None and not record.verdict.success
     assert record.verdict.rms_distortion == pytest.approx(record.rms[-1], abs=1e-6)
@@ -334,7 +334,7 @@ def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
 
 
 def test_throttle_keeps_drawing_within_its_budget() -> None:
-    throttle = live.Throttle(min_interval=0.1, budget=0.1)
+    throttle = run.Throttle(min_interval=0.1, budget=0.1)
     now, drawn = 0.0, 0.0
     for _ in range(1000):  # a simulated run: 0.05 s steps, a draw costs 0.03 s
         now += 0.05
@@ -346,7 +346,7 @@ def test_throttle_keeps_drawing_within_its_budget() -> None:
 
 
 def test_snapshots_stay_bounded_over_a_long_run() -> None:
-    snaps = live.Snapshots(capacity=16)
+    snaps = lab_record.Snapshots(capacity=16)
     frame = np.zeros((4, 4, 3), np.uint8)
     for step in range(0, 10000, 7):
         snaps.add(step, frame)
