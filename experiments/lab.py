@@ -84,8 +84,8 @@ def step_numbers(step: Step, top_k: int) -> StepNumbers:
 
 def difference_image(original: np.ndarray, adversarial: np.ndarray, gain: float) -> Image.Image:
     """(adversarial - original) x gain around mid-grey, from two (H, W, 3) uint8 images."""
-    x0 = torch.from_numpy(original).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
-    xa = torch.from_numpy(adversarial).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
+    x0 = torch.tensor(original).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
+    xa = torch.tensor(adversarial).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
     return tensor_to_pil(amplified_difference(xa, x0, gain))
 
 

@@ -173,7 +173,7 @@ def test_transfer_untargeted_run_reads_right_and_has_no_target_column() -> None:
     table = at.dataframe[0].value
     assert "p(target)" not in table.columns and "p(clean label)" in table.columns
     job = at.session_state["exp.transfer.job"]
-    assert "requested" not in job and not job.get("active")  # the run ended and was not asked for again
+    assert job.status == "finished" and not job.busy  # the run ended and was not asked for again
     assert not at.button(key="exp.transfer.run").disabled  # the run ended: settings and Run are enabled again
 
 

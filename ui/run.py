@@ -48,6 +48,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from ui.state import pin_values
+from ui.widgets import error
 
 T = TypeVar("T")
 _LOG = logging.getLogger(__name__)
@@ -84,11 +85,11 @@ class Throttle:
 
 @dataclass
 class Draw(Generic[T]):
-    """One part of a page's live view: `paint(item)` whenever its throttle allows (and always for the last item)."""
+    """One part of a page's live view: `paint(item)` whenever its throttle allows. No final paint is needed: when
+    the work ends the page is rerun and draws the result from what the work stored."""
 
     paint: Callable[[T], None]
     throttle: Throttle = field(default_factory=Throttle)
-    final: bool = True  # also paint the last item when the work ends (off for costly extras such as Grad-CAM)
 
 
 @dataclass
@@ -176,16 +177,14 @@ def request_stop(key: str) -> None:
         state.stop_requested = True
 
 
-def page_settings(prefix: str, exclude: Iterable[str] = ()) -> list[str]:
-    """The widget keys under `prefix` that a callback may set (buttons and file uploaders cannot be set)."""
-    skip = set(exclude)
+def page_settings(prefix: str, buttons: Iterable[str] = ()) -> list[str]:
+    """The keys under `prefix` that a callback may set: all but the Run/Stop pair, the page's other `buttons` and
+    file uploaders ("<key>.upload"), which Session State cannot set."""
+    skip = {prefix + "run", prefix + "stop", *buttons}
     return [
         name
         for name in list(st.session_state.keys())
-        if isinstance(name, str)
-        and name.startswith(prefix)
-        and name not in skip
-        and not name.endswith((".upload", "run", "stop", "compare", "clear", "job"))
+        if isinstance(name, str) and name.startswith(prefix) and name not in skip and not name.endswith(".upload")
     ]
 
 
@@ -195,14 +194,15 @@ def buttons(
     prefix: str = "",
     ready: bool,
     settings: Iterable[str] | None = None,
+    other_buttons: Iterable[str] = (),
     stop_help: str = "Ends the run at the next step; what it reached stays.",
     columns: Any = None,
 ) -> None:
-    """Run and Stop side by side, keyed `<prefix>run` and `<prefix>stop`. Run asks for a run (pinning `settings`,
-    by default every setting under `prefix`); it is off during a run or when the settings are not `ready`. Stop is
-    on only during a run. `columns`: two containers to draw them in (default: two new columns)."""
+    """Run and Stop side by side, keyed `<prefix>run` and `<prefix>stop`. Run asks for a run, pinning `settings`
+    (default: every key under `prefix` but `other_buttons`); it is off during a run or when the settings are not
+    `ready`. Stop is on only during a run. `columns`: two containers to draw them in (default: two new columns)."""
     run_col, stop_col = columns if columns is not None else st.columns(2, gap="small")
-    pinned = list(settings) if settings is not None else page_settings(prefix) if prefix else []
+    pinned = list(settings) if settings is not None else page_settings(prefix, other_buttons) if prefix else []
     run_col.button(
         "Run",
         key=prefix + "run",
@@ -249,6 +249,7 @@ def drive(state: Job, start: Callable[[], Iterator[T]], *draws: Draw[T]) -> None
             state.work = iter(start())
         except Exception as err:  # a bad setting found while building the work: one note, the page stays usable
             _fail(state, err)
+            st.rerun()
     if state.status != "running" or state.work is None:
         return
     if not state.baton.acquire(blocking=False):
@@ -263,7 +264,6 @@ def drive(state: Job, start: Callable[[], Iterator[T]], *draws: Draw[T]) -> None
 
 def _loop(state: Job, work: Iterator[T], draws: tuple[Draw[T], ...]) -> None:
     t = state.timing
-    last: T | None = None
     while True:
         t0 = perf_counter()
         try:
@@ -278,21 +278,33 @@ def _loop(state: Job, work: Iterator[T], draws: tuple[Draw[T], ...]) -> None:
         t1 = perf_counter()
         t.work += t1 - t0
         t.active += t1 - t0
-        last = item
         _ = state.key in st.session_state  # a Streamlit yield point: a Stop or a rerun takes effect here
         for draw in draws:
-            now = perf_counter()
-            if draw.throttle.due(now):
-                draw.paint(item)
-                draw.throttle.spent(now, perf_counter(), t.active)
-                t.render += perf_counter() - now
-                t.active += perf_counter() - now
-                if t.first_update is None:
-                    t.first_update = perf_counter() - t.clicked
-    if last is not None:
-        for draw in draws:
-            if draw.final:
-                draw.paint(last)
+            _paint(t, draw, item)
+
+
+def _paint(t: Timing, draw: Draw[T], item: T) -> None:
+    now = perf_counter()
+    if draw.throttle.due(now):
+        draw.paint(item)
+        end = perf_counter()
+        draw.throttle.spent(now, end, t.active)
+        t.render += end - now
+        t.active += end - now
+        if t.first_update is None:
+            t.first_update = end - t.clicked
+
+
+def progress(state: Job, draw: Draw[T]) -> Callable[[T], None]:
+    """An on_step callback for work that reports progress through a callback instead of yielding (an experiment
+    running an attack to its end): a Streamlit yield point on every call, so Stop takes effect within one step, and
+    `draw` painted on its throttle. A Stop here ends the work's generator, so that run is over, not resumable."""
+
+    def on_step(item: T) -> None:
+        _ = state.key in st.session_state  # a Streamlit yield point
+        _paint(state.timing, draw, item)
+
+    return on_step
 
 
 def _fail(state: Job, err: Exception) -> None:
@@ -302,16 +314,12 @@ def _fail(state: Job, err: Exception) -> None:
 
 
 def show_notes(state: Job) -> None:
-    """The notes a run left: warnings as st.warning, errors as one st.error sentence each."""
+    """What a run left to say: where it stopped (the page's `data["stopped"]` sentence, kept up to date by its
+    work), then its notes: warnings as st.warning, errors as one st.error sentence each."""
+    if state.status == "stopped":
+        st.warning(state.data.get("stopped", "Stopped: what had finished is shown."), icon=":material/stop_circle:")
     for level, text in state.notes:
         if level == "error":
             error(text)
         else:
             st.warning(text, icon=":material/info:")
-
-
-def error(message: object) -> None:
-    """One st.error sentence: capitalised, ending with a full stop."""
-    text = str(message).strip()
-    text = text[:1].upper() + text[1:]
-    st.error(text if text.endswith((".", "!", "?")) else f"{text}.")
