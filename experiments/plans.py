@@ -129,25 +129,34 @@ def robustness_parts(
 ) -> Iterator[str]:
     """The plain attack and its transforms, then (with `eot_attack`) the EOT attack and its transforms. kept gets
     "outcomes" and "reports" (None where the attack missed the target, so there is nothing to transform) as each
-    part finishes, and "stage", the part under way. Yields the name of each finished part."""
+    part finishes, and "stage", the part under way. Yields the name of each finished part (attack and transforms)."""
     kept.setdefault("outcomes", {})
     kept.setdefault("reports", {})
     parts: list[tuple[str, Any, Attack, float]] = [("plain", model, plain_attack, PLAIN_CONFIDENCE)]
     if eot_attack is not None:
         parts.append(("EOT", EOT(model, samples=samples, seed=0), eot_attack, eot_confidence))
     for what, attacked, attack, confidence in parts:
-        kept["stage"] = f"the {what} attack"
+        _stage(kept, f"the {what} attack")
         label = "plain attack" if what == "plain" else f"EOT attack ({samples}/step)"
         step_cb = None if on_step is None else (lambda step, label=label: on_step(label, step))
         outcome = attack_image(attacked, model, original, attack, target, confidence=confidence, on_step=step_cb)
         outcome = judged_plainly(model, outcome)
         kept["outcomes"][what] = outcome
         kept["reports"][what] = None
-        yield what
         if outcome.success:
-            kept["stage"] = f"the transformations of the {what} result"
+            _stage(kept, f"the transformations of the {what} result")
             kept["reports"][what] = evaluate_robustness(
                 model, original, outcome.adversarial, adversarial_class=target, keep_images=True
             )
-            yield what
-    kept["stage"] = None
+        yield what
+    kept.pop("stopped", None)
+
+
+def _stage(kept: dict[str, Any], stage: str) -> None:
+    """The part under way, and where a Stop now would leave the run."""
+    outcomes, reports = kept["outcomes"], kept["reports"]
+    done = " and ".join(
+        f"the {w} attack" + (" with its transformations" if reports.get(w) is not None else "") for w in outcomes
+    )
+    kept["stage"] = stage
+    kept["stopped"] = f"Stopped during {stage}. " + (f"Shown below: {done}." if done else "Nothing had finished.")
