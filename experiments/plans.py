@@ -19,6 +19,7 @@ from attacks.runner import verify
 from experiments.common import AttackOutcome, attack_image
 from experiments.presets import COMPARE_RUNS, MATRIX_ROWS, PLAIN_CONFIDENCE
 from experiments.robustness import EOT, evaluate_robustness
+from experiments.synthesis import Progress, evolve, start_image, synthesize_gradient, visualize_class
 from experiments.transfer import TransferResult, run_transfer
 from models import Classifier
 
@@ -160,3 +161,27 @@ def _stage(kept: dict[str, Any], stage: str) -> None:
     )
     kept["stage"] = stage
     kept["stopped"] = f"Stopped during {stage}. " + (f"Shown below: {done}." if done else "Nothing had finished.")
+
+
+# -------------------------------------------------------------------------------------------- fooling images
+
+
+def fooling_images(
+    mode: str, model: Classifier, targets: Sequence[int], *, init: str, seed: int, params: dict[str, Any]
+) -> Iterator[tuple[str, Progress]]:
+    """The Fooling images page's work: (slot, Progress) pairs. grow / gallery: relabelling from the start image
+    ("main"); evolve: the black-box search ("main"); visualize: the unregularised fooling image ("fool"), then the
+    regularised class visualisation ("vis")."""
+    start = start_image(init, model.input_size, seed=seed)
+    if mode == "evolve":
+        keys = ("confidence", "generations", "population", "encoding", "resolution")
+        for p in evolve(model, targets[0], seed=seed, start=start, **{k: params[k] for k in keys}):
+            yield "main", p
+        return
+    grow = {k: params[k] for k in ("confidence", "steps", "step_size")}
+    for p in synthesize_gradient(model, targets, seed=seed, start=start, **grow):
+        yield ("fool" if mode == "visualize" else "main"), p
+    if mode == "visualize":
+        vis = {"steps": params["vis_steps"], **{k: params[k] for k in ("jitter", "blur_sigma", "tv_weight")}}
+        for p in visualize_class(model, targets, init=init, seed=seed, **vis):
+            yield "vis", p
