@@ -6,6 +6,7 @@ are kept short: the default story (chelsea -> umbrella with relabel) succeeds in
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import struct
@@ -358,6 +359,35 @@ def test_no_gradients_in_pages_or_ui() -> None:
     for path in [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]:
         text = path.read_text()
         assert not re.search(r"autograd|\.backward\(|requires_grad_\(True\)", text), path
+
+
+def _imports(path: Path) -> list[tuple[str, str | None]]:
+    """(module, alias) of every import in a file, at any depth (a function-level import counts too)."""
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, a.asname) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found += [(f"{node.module}.{a.name}", a.asname) for a in node.names]
+    return found
+
+
+def test_pages_and_ui_import_no_torch_and_use_no_one_letter_aliases() -> None:
+    """Pages are short scripts and ui/ is Streamlit glue: tensor work lives in experiments/ (and the engine)."""
+    files = [*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]
+    assert len(files) >= 8
+    for path in files:
+        for module, alias in _imports(path):
+            assert module.split(".")[0] != "torch", f"{path.name} imports {module}"
+            assert alias is None or len(alias) > 1, f"{path.name} imports {module} as {alias}"
+    for path in (ROOT / "pages").glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 155, f"{path.name} is no longer a short page"
+
+
+def test_engine_and_experiments_import_no_streamlit() -> None:
+    for folder in ("attacks", "models", "experiments"):
+        for path in (ROOT / folder).glob("*.py"):
+            assert all(m.split(".")[0] != "streamlit" for m, _ in _imports(path)), path
 
 
 def test_app_is_a_router_only() -> None:
