@@ -250,27 +250,27 @@ class LiveView:
             cols = st.columns([1, 1, 3], vertical_alignment="bottom")
             _, target_label = record.labels
             stem = f"{record.image_name.rsplit('.', 1)[0]}_to_{(target_label or 'untargeted').replace(' ', '_')}"
-            if record.adversarial_png is not None:
-                cols[0].download_button(
-                    "Adversarial PNG",
-                    record.adversarial_png,
-                    file_name=f"{stem}.png",
-                    mime="image/png",
-                    icon=":material/download:",
-                    on_click="ignore",
-                    key="download-png",
-                    width="stretch",
-                )
-            cols[1].download_button(
-                "Settings & result (JSON)",
-                lambda: json.dumps(_finite(record.report()), indent=2),
-                file_name=f"{stem}.json",
-                mime="application/json",
-                on_click="ignore",
-                icon=":material/download:",
-                key="download-json",
-                width="stretch",
-            )
+            downloads = [
+                ("Adversarial PNG", record.adversarial_png, "png", "image/png"),
+                (
+                    "Settings & result (JSON)",
+                    lambda: json.dumps(_finite(record.report()), indent=2),
+                    "json",
+                    "application/json",
+                ),
+            ]
+            for col, (label, data, ext, mime) in zip(cols, downloads, strict=False):
+                if data is not None:
+                    col.download_button(
+                        label,
+                        data,
+                        file_name=f"{stem}.{ext}",
+                        mime=mime,
+                        icon=":material/download:",
+                        on_click="ignore",
+                        key=f"download-{ext}",
+                        width="stretch",
+                    )
             index = len(record.steps) - 1
             if len(record.steps) > 1:
                 index = cols[2].slider(
