@@ -2,7 +2,7 @@
 
 Not a test: it prints figures. The page's own code runs headless through streamlit.testing.v1.AppTest (real widget
 and element serialization, real PNG encoding and Grad-CAM), and the live view times itself with perf_counter (see
-ui.live.Timings): `first update` runs from Run's callback (the click reaching the server) to the first bars;
+ui.run.Timing): `first update` runs from Run's callback (the click reaching the server) to the first bars;
 `render share` is drawing time / wall time of the attack loop. With --browser it also measures, in headless
 Chromium, the time from the click to the first live status line on screen.
 
@@ -38,24 +38,23 @@ def _run_once(query: dict[str, str]):
     at.button(key="run").click().run()
     if at.exception:
         raise SystemExit(f"the page raised: {at.exception}")
-    return at.session_state["lab.record"]
+    return at.session_state["lab.record"], at.session_state["lab.job"].timing
 
 
 def bench_apptest(repeats: int) -> None:
     for label, query in SCENARIOS:
         rows = []
         for _ in range(repeats):
-            rec = _run_once(query)
-            t = rec.timings
+            rec, t = _run_once(query)
             rows.append(
                 (
                     t.first_update,
                     t.active,
                     len(rec.steps),
                     t.render_fraction,
-                    t.charts,
-                    t.images,
-                    t.cams,
+                    rec.throttles.charts,
+                    rec.throttles.images,
+                    rec.throttles.cams,
                     len(rec.snapshots.frames),
                     rec.status,
                 )

@@ -1,25 +1,28 @@
 """Attack Lab: pick an image, a model and a target class, press Run, and watch the classifier being fooled.
 
-Thin on purpose: widgets (ui.pickers) -> settings (ui.state, mirrored in the URL) -> the run (ui.live).
+Thin on purpose: widgets (ui.pickers) -> settings (ui.state, mirrored in the URL) -> the run (ui.run, drawn by
+ui.lab_view).
 """
 
 import streamlit as st
 
-from ui import live, pickers
-from ui import state as S
+from ui import lab_record, lab_view, pickers, run, state
 
-S.init_state()
-running = live.busy()
+state.init_state()
+job = run.job(lab_record.JOB)
+running = job.busy
+if job.status == "requested":
+    st.session_state[state.SETUP_OPEN] = False  # fold the setup: on a projector the live view needs the screen
 
 st.title("Attack Lab")
 st.caption(
     "An invisible change of a few grey levels makes a classifier see whatever you like. "
     "Pick an image, a model and a target class, press **Run**, and watch it happen."
 )
-for message in S.url_errors():
+for message in state.url_errors():
     st.error(f"{message[:1].upper()}{message[1:]}.")
 
-with st.expander(pickers.setup_summary(), expanded=True, key=S.SETUP_OPEN, on_change="rerun"):
+with st.expander(pickers.setup_summary(), expanded=True, key=state.SETUP_OPEN, on_change="rerun"):
     col_image, col_seen, col_goal, col_attack = st.columns([1.35, 1, 1, 1], gap="medium")
     with col_image:
         st.markdown("**1 · Image**")
@@ -36,19 +39,17 @@ with st.expander(pickers.setup_summary(), expanded=True, key=S.SETUP_OPEN, on_ch
         choice = pickers.attack_picker(target, disabled=running)
 ready = seen is not None and target_ok and choice.attack is not None
 
-query = S.settings_query(
+query = state.settings_query(
     image=image.sample_id if image is not None else None,
-    model=st.session_state[S.MODEL],
+    model=st.session_state[state.MODEL],
     target=target,
     attack=choice.name,
     params=choice.params,
     confidence=choice.confidence,
 )
-S.write_url(query)
+state.write_url(query)
 
-view = live.LiveView(status=live.run_bar(ready=ready, running=running))
-record = live.start_or_resume(view, seen=seen, image=image, target=target, choice=choice, ready=ready, query=query)
-if record is None:
-    view.draw_idle(seen, target, ready=ready)
-else:
-    view.show_result(record)
+run_col, stop_col, status = st.columns([1, 1, 6], gap="small", vertical_alignment="center")
+run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col))
+view = lab_view.LiveView(status)
+lab_view.live(job, view, seen=seen, image=image, target=target, choice=choice, query=query)

@@ -6,6 +6,7 @@ are kept short: the default story (chelsea -> umbrella with relabel) succeeds in
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import struct
@@ -18,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from models import IMAGENET_CATEGORIES, class_index
-from ui import figures, live
+from ui import figures, lab_record, run
 from ui import state as S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,10 +292,10 @@ def test_stop_keeps_what_was_reached(lite0) -> None:
     seen = ModelInput("efficientnet_lite0", lite0, png, probs)
     attack = make_attack("relabel", step_size=0.05, steps=500)
     choice = AttackChoice("relabel", dict(attack.hparams), attack)
-    record = live.new_record(seen, ImageChoice("chelsea", "chelsea"), class_index("umbrella"), choice, {}, 0.0)
+    record = lab_record.new_record(seen, ImageChoice("chelsea", "chelsea"), class_index("umbrella"), choice, {})
     for _ in range(3):
         record.record(next(record.steps_iter))
-    live.finish(record, "stopped")
+    lab_record.finish(record, "stopped")
     assert record.status == "stopped" and record.steps == [0, 1, 2] and record.steps_iter is None
     assert record.verdict is not None and not record.verdict.success
     assert record.verdict.rms_distortion == pytest.approx(record.rms[-1], abs=1e-6)
@@ -334,7 +335,7 @@ def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
 
 
 def test_throttle_keeps_drawing_within_its_budget() -> None:
-    throttle = live.Throttle(min_interval=0.1, budget=0.1)
+    throttle = run.Throttle(min_interval=0.1, budget=0.1)
     now, drawn = 0.0, 0.0
     for _ in range(1000):  # a simulated run: 0.05 s steps, a draw costs 0.03 s
         now += 0.05
@@ -346,7 +347,7 @@ def test_throttle_keeps_drawing_within_its_budget() -> None:
 
 
 def test_snapshots_stay_bounded_over_a_long_run() -> None:
-    snaps = live.Snapshots(capacity=16)
+    snaps = lab_record.Snapshots(capacity=16)
     frame = np.zeros((4, 4, 3), np.uint8)
     for step in range(0, 10000, 7):
         snaps.add(step, frame)
@@ -358,6 +359,35 @@ def test_no_gradients_in_pages_or_ui() -> None:
     for path in [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]:
         text = path.read_text()
         assert not re.search(r"autograd|\.backward\(|requires_grad_\(True\)", text), path
+
+
+def _imports(path: Path) -> list[tuple[str, str | None]]:
+    """(module, alias) of every import in a file, at any depth (a function-level import counts too)."""
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, a.asname) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found += [(f"{node.module}.{a.name}", a.asname) for a in node.names]
+    return found
+
+
+def test_pages_and_ui_import_no_torch_and_use_no_one_letter_aliases() -> None:
+    """Pages are short scripts and ui/ is Streamlit glue: tensor work lives in experiments/ (and the engine)."""
+    files = [*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]
+    assert len(files) >= 8
+    for path in files:
+        for module, alias in _imports(path):
+            assert module.split(".")[0] != "torch", f"{path.name} imports {module}"
+            assert alias is None or len(alias) > 1, f"{path.name} imports {module} as {alias}"
+    for path in (ROOT / "pages").glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 155, f"{path.name} is no longer a short page"
+
+
+def test_engine_and_experiments_import_no_streamlit() -> None:
+    for folder in ("attacks", "models", "experiments"):
+        for path in (ROOT / folder).glob("*.py"):
+            assert all(m.split(".")[0] != "streamlit" for m, _ in _imports(path)), path
 
 
 def test_app_is_a_router_only() -> None:

@@ -173,7 +173,7 @@ def test_transfer_untargeted_run_reads_right_and_has_no_target_column() -> None:
     table = at.dataframe[0].value
     assert "p(target)" not in table.columns and "p(clean label)" in table.columns
     job = at.session_state["exp.transfer.job"]
-    assert "requested" not in job and not job.get("active")  # the run ended and was not asked for again
+    assert job.status == "finished" and not job.busy  # the run ended and was not asked for again
     assert not at.button(key="exp.transfer.run").disabled  # the run ended: settings and Run are enabled again
 
 
@@ -209,3 +209,22 @@ def test_robustness_parameters_are_bounded() -> None:
         box = at.number_input(key=f"exp.robust.relabel.{p.name}")
         assert (box.min, box.max) == (p.low, p.high) and "_" not in box.label
     assert at.number_input(key="exp.robust.relabel.max_rms").label == "Max RMS distortion"
+
+
+@pytest.mark.slow
+def test_robustness_eot_image_is_judged_on_the_plain_model_by_the_plain_rule() -> None:
+    """Issue 7, bug 3: the EOT confidence decides when the EOT attack stops, not the verdict on the plain model.
+
+    With a 0.99 EOT confidence and a 0.02 RMS cap, EOT relabel on chelsea stops at the cap with umbrella the plain
+    model's top class at p < 0.99; that image fools the plain model, so its transformations are tried.
+    """
+    at = _page("robustness")
+    at.slider(key="exp.robust.samples").set_value(2)
+    at.slider(key="exp.robust.conf").set_value(0.99)
+    at.number_input(key="exp.robust.rms").set_value(0.02)
+    at.button(key="exp.robust.run").click().run()
+    _clean(at)
+    eot = at.session_state["exp.robust.result"]["outcomes"]["EOT"]
+    assert eot.verdict.label == "umbrella" and eot.verdict.target_probability < 0.99
+    assert eot.success and eot.verdict.success
+    assert at.session_state["exp.robust.result"]["reports"]["EOT"] is not None

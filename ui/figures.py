@@ -1,4 +1,4 @@
-"""Plotly figures of the Attack Lab, built as plain dicts, and the row bookkeeping that keeps the bars steady.
+"""Plotly figures of every page, built as plain dicts, and the row bookkeeping that keeps the bars steady.
 
 Why dicts and not `plotly.graph_objects`: a validated go.Figure costs ~10 ms to build, a dict ~2 ms, and the live
 view redraws several times a second inside the time budget of the attack. No Streamlit here, so it is unit-tested.
@@ -251,5 +251,148 @@ def history_lines(
             "legend": {"orientation": "h", "y": -0.22, "x": 0},
             "shapes": shapes,
             "annotations": annotations,
+        },
+    }
+
+
+def bars(
+    probs: np.ndarray,
+    categories: Sequence[str],
+    *,
+    source: int | None,
+    target: int | None,
+    title: str,
+    n_rows: int = 6,
+    rows: BarRows | None = None,
+) -> dict[str, Any]:
+    """The Attack Lab's probability bars: target (and source) pinned, then the strongest other classes."""
+    if source is None or source == target:
+        source = next(int(c) for c in np.argsort(-probs) if int(c) != target)  # the strongest other class
+    keeper = rows or BarRows(source, target, n_rows)
+    order = keeper.update(probs)
+    src = keeper.pinned[0]
+    labels = row_labels(order, categories, src, target)
+    return probability_bars(
+        order, [float(probs[c]) for c in order], labels, source=src, target=target, title=title, height=300
+    )
+
+
+def lines(
+    x: Sequence[float],
+    series: dict[str, Sequence[float]],
+    *,
+    title: str,
+    x_title: str,
+    y_title: str,
+    y_range: tuple[float, float] | None = (0.0, 1.0),
+    log_y: bool = False,
+    height: int = 300,
+    categorical_x: bool = False,
+    colours: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Plain line chart as a plotly dict (cheap to rebuild on every redraw)."""
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers" if len(x) < 40 else "lines",
+            "name": name,
+            "x": [str(v) for v in x] if categorical_x else list(x),
+            "y": [float(v) for v in ys],
+            **(
+                {"line": {"color": colours[name], "width": 3}}
+                if colours and name in colours
+                else {"line": {"width": 3}}
+            ),
+        }
+        for name, ys in series.items()
+    ]
+    yaxis: dict[str, Any] = {"title": {"text": y_title}}
+    if log_y:
+        yaxis.update({"type": "log", "dtick": 1, "tickformat": "~%"})  # one tick per decade: 0.1%, 1%, 10%, 100%
+    elif y_range is not None:
+        yaxis.update({"range": list(y_range), "tickformat": ".0%"})
+    return {
+        "data": traces,
+        "layout": {
+            "title": {"text": title},
+            "height": height,
+            "font": FONT,
+            "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+            "xaxis": {"title": {"text": x_title}, **({"type": "category"} if categorical_x else {})},
+            "yaxis": yaxis,
+            "legend": {"orientation": "h", "y": -0.25, "x": 0},
+        },
+    }
+
+
+def heatmap(
+    rows: Sequence[str],
+    cols: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    text: Sequence[Sequence[str]],
+    *,
+    title: str,
+    height: int | None = None,
+) -> dict[str, Any]:
+    """Source x evaluation heatmap on a fixed 0..1 scale (white = not fooled, red = fooled / high p)."""
+    z = [[None if v is None else float(v) for v in row] for row in values]
+    return {
+        "data": [
+            {
+                "type": "heatmap",
+                "z": z,
+                "x": list(cols),
+                "y": list(rows),
+                "text": [list(t) for t in text],
+                "texttemplate": "%{text}",
+                "zmin": 0,
+                "zmax": 1,
+                "colorscale": [[0, "#f7f7f7"], [1, "#d62728"]],
+                "showscale": False,
+                "hovertemplate": "%{y} → %{x}: %{text}<extra></extra>",
+            }
+        ],
+        "layout": {
+            "title": {"text": title},
+            "height": height or 120 + 50 * len(rows),
+            "font": FONT,
+            "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+            "xaxis": {"title": {"text": "evaluated on"}, "side": "bottom"},
+            "yaxis": {"autorange": "reversed", "automargin": True, "title": {"text": "attacked"}},
+        },
+    }
+
+
+def still_fooled_bars(counts: dict[str, list[tuple[str, int, int]]], colours: dict[str, str]) -> dict[str, Any]:
+    """Per transform, the fraction of its strengths at which each image stays fooled: horizontal grouped bars, so
+    every transform's name is read in full. counts: series name -> [(transform title, still fooled, tried)]."""
+    data = []
+    names: list[str] = []
+    for what, rows in counts.items():
+        names = [title for title, _, _ in rows]
+        data.append(
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": what,
+                "y": names,
+                "x": [ok / total for _, ok, total in rows],
+                "text": [f"{ok}/{total}" for _, ok, total in rows],
+                "textposition": "outside",
+                "cliponaxis": False,
+                "marker": {"color": colours.get(what, OTHER_COLOUR)},
+            }
+        )
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": "Still fooled (fraction of the strengths tried)"},
+            "barmode": "group",
+            "height": 110 + len(names) * (14 * len(counts) + 12),
+            "font": FONT,
+            "xaxis": {"range": [0, 1.15], "tickformat": ".0%"},
+            "yaxis": {"autorange": "reversed", "automargin": True},
+            "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+            "legend": {"orientation": "h", "y": -0.12, "x": 0},
         },
     }

@@ -12,12 +12,11 @@ import io
 
 import numpy as np
 import streamlit as st
-import torch
 from PIL import Image
 
+from experiments.lab import cam_images
 from images import load_image, sample_thumbnail
-from models import Classifier, UnknownModelError, WeightsUnavailable, load_model, pil_to_tensor, tensor_to_pil
-from models.gradcam import grad_cam, overlay
+from models import Classifier, UnknownModelError, WeightsUnavailable, load_model, pil_to_tensor
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -79,7 +78,4 @@ def probabilities(model_name: str, png: bytes) -> np.ndarray:
 @st.cache_data(max_entries=32, show_spinner=False)
 def cam_overlays(model_name: str, png: bytes, classes: tuple[int, ...]) -> list[bytes]:
     """Grad-CAM heatmaps of each class on one image, blended over it, as PNGs (one batched pass for all classes)."""
-    model = get_model(model_name)
-    x = pil_to_tensor(from_png(png)).to(model.device)  # (1, 3, H, W)
-    maps = grad_cam(model, x.expand(len(classes), -1, -1, -1), torch.tensor(classes))  # (C, H, W)
-    return [to_png(tensor_to_pil(overlay(x[0], m))) for m in maps]
+    return [to_png(im) for im in cam_images(get_model(model_name), from_png(png), classes)]

@@ -17,8 +17,7 @@ from PIL import Image
 from attacks import ATTACKS, Attack, AttackError, Param, make_attack
 from images import SAMPLES, ImageError
 from models import IMAGENET_CATEGORIES, MODELS, Classifier, class_index, weights_cached
-from ui import loaders
-from ui import state as S
+from ui import loaders, state
 
 GALLERY_COLUMNS = 4
 PRESET_KEY = "preset"
@@ -58,17 +57,17 @@ class AttackChoice:
 
 
 def _use_sample(sample_id: str) -> None:
-    st.session_state[S.SOURCE] = S.SOURCES[0]
-    st.session_state[S.IMAGE] = sample_id
+    st.session_state[state.SOURCE] = state.SOURCES[0]
+    st.session_state[state.IMAGE] = sample_id
 
 
 def _apply_preset() -> None:
     """Pills callback: set image and target from the story, then clear the pill (a preset is an action)."""
     label = st.session_state.get(PRESET_KEY)
-    preset = next((p for p in S.PRESETS if p.label == label), None)
+    preset = next((p for p in state.PRESETS if p.label == label), None)
     if preset is not None:
         _use_sample(preset.image)
-        st.session_state[S.TARGET] = class_index(preset.target)
+        st.session_state[state.TARGET] = class_index(preset.target)
     st.session_state[PRESET_KEY] = None
 
 
@@ -82,7 +81,7 @@ def _short_name(sample_id: str) -> str:
 
 def _gallery(disabled: bool) -> None:
     """Square thumbnails of the shipped samples in a scrolling box; the button under each picks it."""
-    chosen = st.session_state.get(S.IMAGE)
+    chosen = st.session_state.get(state.IMAGE)
     st.caption("ImageNet samples are named by their true label.")
     with st.container(height=250, border=False):
         ids = list(SAMPLES)
@@ -109,34 +108,35 @@ def _gallery(disabled: bool) -> None:
 
 def setup_summary() -> str:
     """One line naming the current setup, for the label of the collapsed setup panel."""
-    state = st.session_state
-    source = state.get(S.SOURCE)
+    session = st.session_state
+    source = session.get(state.SOURCE)
     image = (
-        SAMPLES[state[S.IMAGE]].title
-        if source == S.SOURCES[0] and state.get(S.IMAGE) in SAMPLES
+        SAMPLES[session[state.IMAGE]].title
+        if source == state.SOURCES[0] and session.get(state.IMAGE) in SAMPLES
         else ("your upload" if source == "Upload" else "a camera shot")
     )
-    target = state.get(S.TARGET)
+    target = session.get(state.TARGET)
     goal = _target_label(target).lstrip("★ ") if target is not None else "?"
-    return f"**Setup:** {image} → {goal} · {MODELS[state[S.MODEL]].title} · {ATTACKS[state[S.ATTACK]].title}"
+    model, attack = MODELS[session[state.MODEL]].title, ATTACKS[session[state.ATTACK]].title
+    return f"**Setup:** {image} → {goal} · {model} · {attack}"
 
 
 def image_picker(*, disabled: bool) -> ImageChoice | None:
     """Samples (searchable list + gallery), an upload or the camera; None until there is an image."""
-    source = st.segmented_control("Image from", S.SOURCES, key=S.SOURCE, required=True, disabled=disabled)
+    source = st.segmented_control("Image from", state.SOURCES, key=state.SOURCE, required=True, disabled=disabled)
     if source == "Upload":
         upload = st.file_uploader(
-            "Upload an image (PNG, JPEG, WebP, …)", key=S.UPLOAD, disabled=disabled, max_upload_size=50
+            "Upload an image (PNG, JPEG, WebP, …)", key=state.UPLOAD, disabled=disabled, max_upload_size=50
         )
         return None if upload is None else ImageChoice(name=upload.name, data=upload.getvalue())
     if source == "Camera":
-        shot = st.camera_input("Take a picture", key=S.CAMERA, disabled=disabled)
+        shot = st.camera_input("Take a picture", key=state.CAMERA, disabled=disabled)
         return None if shot is None else ImageChoice(name="camera", data=shot.getvalue())
     if not SAMPLES:
         st.error("No sample images are installed (scikit-image, scikit-learn or foolbox); upload an image instead.")
         return None
     sample_id = st.selectbox(
-        "Sample", list(SAMPLES), key=S.IMAGE, format_func=lambda s: SAMPLES[s].title, disabled=disabled
+        "Sample", list(SAMPLES), key=state.IMAGE, format_func=lambda s: SAMPLES[s].title, disabled=disabled
     )
     _gallery(disabled)
     return ImageChoice(name=sample_id, sample_id=sample_id)
@@ -151,7 +151,7 @@ def _model_label(name: str) -> str:
 
 def model_picker(*, disabled: bool) -> str | None:
     """The model's registry name, or None (with the reason on the page) when its weights cannot be had."""
-    name = st.selectbox("Model", list(MODELS), key=S.MODEL, format_func=_model_label, disabled=disabled)
+    name = st.selectbox("Model", list(MODELS), key=state.MODEL, format_func=_model_label, disabled=disabled)
     problem = loaders.model_problem(name)
     if problem:
         st.error(f"This model cannot be used: {problem}.")
@@ -195,26 +195,26 @@ def model_view(model_name: str | None, image: ImageChoice | None) -> ModelInput 
     return seen
 
 
-def _target_label(choice: S.TargetChoice) -> str:
-    if choice == S.LEAST_LIKELY:
+def _target_label(choice: state.TargetChoice) -> str:
+    if choice == state.LEAST_LIKELY:
         return "★ least likely class"
-    if choice == S.RANDOM:
+    if choice == state.RANDOM:
         return "★ random class"
-    if choice == S.UNTARGETED:
+    if choice == state.UNTARGETED:
         return "★ any other class (untargeted)"
     name = IMAGENET_CATEGORIES[int(choice)]
     return f"{name} (#{choice})" if IMAGENET_CATEGORIES.count(name) > 1 else name
 
 
-TARGET_OPTIONS: list[S.TargetChoice] = [*S.TARGET_SPECIALS, *range(len(IMAGENET_CATEGORIES))]
+TARGET_OPTIONS: list[state.TargetChoice] = [*state.TARGET_SPECIALS, *range(len(IMAGENET_CATEGORIES))]
 
 
-def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[S.TargetChoice, bool]:
+def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[state.TargetChoice, bool]:
     """Story presets and a searchable list of all 1000 classes; returns (choice, valid)."""
     st.markdown("**Target class**")
     st.pills(
         "Stories",
-        [p.label for p in S.PRESETS],
+        [p.label for p in state.PRESETS],
         key=PRESET_KEY,
         on_change=_apply_preset,
         disabled=disabled,
@@ -225,7 +225,7 @@ def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[S.TargetC
     choice = st.selectbox(
         "Make the model see…",
         TARGET_OPTIONS,
-        key=S.TARGET,
+        key=state.TARGET,
         format_func=_target_label,
         disabled=disabled,
         help="Type to search the 1000 ImageNet classes.",
@@ -236,7 +236,7 @@ def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[S.TargetC
     if isinstance(choice, int) and choice == seen.source:
         st.error(f"The target is the image's current class ({source_name}); pick another target.")
         return choice, False
-    if choice == S.LEAST_LIKELY:
+    if choice == state.LEAST_LIKELY:
         st.caption(f"Least likely now: {IMAGENET_CATEGORIES[int(seen.probs.argmin())]}")
     return choice, True
 
@@ -281,15 +281,15 @@ def param_input(param: Param, key: str, *, disabled: bool = False) -> float:
 
 
 def _param_widget(attack: str, param: Param, disabled: bool) -> float:
-    return param_input(param, S.param_key(attack, param.name), disabled=disabled)
+    return param_input(param, state.param_key(attack, param.name), disabled=disabled)
 
 
-def attack_picker(target: S.TargetChoice, *, disabled: bool) -> AttackChoice:
+def attack_picker(target: state.TargetChoice, *, disabled: bool) -> AttackChoice:
     """The attack, a one-line summary of it, and its parameters (two per row), checked by the engine."""
     name = st.selectbox(
         "Attack",
         list(ATTACKS),
-        key=S.ATTACK,
+        key=state.ATTACK,
         format_func=lambda a: ATTACKS[a].title.split(" (")[0],  # the citation goes in the caption: it fits there
         disabled=disabled,
     )
@@ -302,20 +302,20 @@ def attack_picker(target: S.TargetChoice, *, disabled: bool) -> AttackChoice:
         with cols[i % 2]:
             params[param.name] = _param_widget(name, param, disabled)
     confidence = 0.0
-    if target != S.UNTARGETED:
+    if target != state.UNTARGETED:
         confidence = st.slider(
             "Stop when p(target) reaches",
             0.0,
             0.99,
             step=0.01,
-            key=S.CONFIDENCE,
+            key=state.CONFIDENCE,
             disabled=disabled,
             help="The run stops once the saved 8-bit image gives the target at least this probability. "
             "0 = as soon as the target is the top class (the paper's criterion).",
         )
     try:
         attack = make_attack(name, **params)
-        attack.check_targeted(target != S.UNTARGETED)
+        attack.check_targeted(target != state.UNTARGETED)
     except AttackError as err:
         st.error(f"These settings cannot be used: {err}.")
         return AttackChoice(name, params, None, confidence)

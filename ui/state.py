@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from attacks import ATTACKS, DEFAULT_ATTACK
+from experiments.lab import LEAST_LIKELY, RANDOM, UNTARGETED
 from images import SAMPLES
 from models import DEFAULT_MODEL, IMAGENET_CATEGORIES, MODELS, UnknownClassError, class_index
 
@@ -33,7 +34,6 @@ DEFAULT_CONFIDENCE = 0.9  # a convincing verdict in class; 0 is the paper's crit
 SETUP_OPEN = "setup_open"  # the setup panel; Run folds it so the live view moves up into sight
 
 SOURCES = ("Samples", "Upload", "Camera")
-LEAST_LIKELY, RANDOM, UNTARGETED = "least-likely", "random", "untargeted"
 TARGET_SPECIALS = (LEAST_LIKELY, RANDOM, UNTARGETED)
 TargetChoice = int | str  # a class index or one of TARGET_SPECIALS
 

@@ -1,0 +1,223 @@
+"""The Attack Lab's run record: every number of a run, for drawing it live, stopping it, replaying it and the JSON.
+
+The record lives in st.session_state[RECORD]; the run itself is a ui.run Job (key JOB) whose work is `steps(record)`.
+Small numbers are recorded every step; images only as the latest one and, at image redraws, in a bounded set of
+snapshots for the replay. `finish` verifies the last image on its 8-bit PNG, whatever ended the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from attacks import Step
+from attacks.runner import Verdict, verify
+from experiments.lab import attack_steps, resolve_target, step_numbers
+from models import IMAGENET_CATEGORIES
+from ui import figures, loaders, state
+from ui.pickers import AttackChoice, ImageChoice, ModelInput
+from ui.run import Throttle
+
+RECORD = "lab.record"
+JOB = "lab.job"
+TOP_K = 20  # classes recorded per step: enough for every bar the chart can show
+_run_ids = itertools.count(1)
+
+
+@dataclass
+class Snapshots:
+    """Adversarial images kept for the replay: at most `capacity`, thinned evenly as a long run grows."""
+
+    capacity: int = 48
+    frames: dict[int, np.ndarray] = field(default_factory=dict)  # step -> (H, W, 3) uint8
+
+    def add(self, step: int, image: np.ndarray) -> None:
+        self.frames[step] = image
+        if len(self.frames) > self.capacity:
+            keys = sorted(self.frames)
+            keep = set(keys[::2]) | {keys[-1]}
+            self.frames = {k: self.frames[k] for k in keys if k in keep}
+
+    def at(self, step: int) -> tuple[int, np.ndarray] | None:
+        """The latest snapshot at or before `step`."""
+        best = max((k for k in self.frames if k <= step), default=None)
+        return None if best is None else (best, self.frames[best])
+
+
+@dataclass
+class Throttles:
+    """How often each part of the live view is redrawn (ui.run.Throttle); kept with the record for the benchmark."""
+
+    charts: Throttle = field(default_factory=lambda: Throttle(min_interval=0.25, budget=0.08))
+    images: Throttle = field(default_factory=lambda: Throttle(min_interval=0.75, budget=0.05, backoff=0.03, cap=200))
+    cams: Throttle = field(default_factory=lambda: Throttle(min_interval=3.0, budget=0.06, backoff=0.05, cap=100))
+
+
+@dataclass
+class RunRecord:
+    """Everything one run needs to be drawn, stopped, resumed and replayed."""
+
+    run_id: int
+    model_name: str
+    image_name: str
+    attack_name: str
+    params: dict[str, float]
+    query: dict[str, str]
+    target_choice: str
+    seed: int
+    source: int
+    target: int | None
+    confidence: float
+    original_png: bytes
+    original: np.ndarray  # (H, W, 3) uint8
+    probs0: np.ndarray  # (K,) of the original
+    planned_steps: int
+    rms_cap: float | None
+    rows: figures.BarRows
+    throttles: Throttles = field(default_factory=Throttles)
+    steps: list[int] = field(default_factory=list)
+    p_source: list[float] = field(default_factory=list)
+    p_target: list[float] = field(default_factory=list)
+    rms: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    top_ids: list[np.ndarray] = field(default_factory=list)  # per step (TOP_K,) int16
+    top_probs: list[np.ndarray] = field(default_factory=list)  # per step (TOP_K,) float32
+    flip_step: int | None = None
+    last_image: np.ndarray | None = None  # (H, W, 3) uint8 of the latest step
+    snapshots: Snapshots = field(default_factory=Snapshots)
+    status: str = "running"  # running | finished | stopped | failed
+    error: str | None = None
+    seconds: float = 0.0
+    verdict: Verdict | None = None
+    adversarial_png: bytes | None = None
+    steps_iter: Iterator[Step] | None = field(default=None, repr=False)
+
+    @property
+    def labels(self) -> tuple[str, str | None]:
+        return IMAGENET_CATEGORIES[self.source], None if self.target is None else IMAGENET_CATEGORIES[self.target]
+
+    def record(self, step: Step) -> None:
+        """Small numbers every step; the image only as the latest one (snapshots are taken at image redraws)."""
+        numbers = step_numbers(step, TOP_K)
+        self.steps.append(numbers.index)
+        self.p_source.append(float(numbers.probs[self.source]))
+        self.p_target.append(float(numbers.probs[self.target]) if self.target is not None else float("nan"))
+        self.rms.append(numbers.rms)
+        self.loss.append(numbers.loss)
+        self.top_ids.append(numbers.top_ids)
+        self.top_probs.append(numbers.top_probs)
+        top = int(numbers.top_ids[0])
+        flipped = top == self.target if self.target is not None else top != self.source
+        if flipped and self.flip_step is None:
+            self.flip_step = numbers.index
+        self.rows.update(numbers.probs)
+        self.last_image = numbers.image
+
+    def bar_values(self, i: int) -> tuple[list[int], list[float]]:
+        """Rows and their probabilities at recorded step i (a class outside that step's top-K shows as 0)."""
+        rows = self.rows.rows
+        found = dict(zip(self.top_ids[i].tolist(), self.top_probs[i].tolist(), strict=True))
+        values = [found.get(c, 0.0) for c in rows]
+        values[0] = self.p_source[i]
+        if self.target is not None:
+            values[1] = self.p_target[i]
+        return rows, values
+
+    def report(self) -> dict[str, Any]:
+        """The JSON download: settings (as in the shareable URL), what was reached and the per-step numbers."""
+        source_label, target_label = self.labels
+        return {
+            "settings": self.query,
+            "model": self.model_name,
+            "image": self.image_name,
+            "attack": self.attack_name,
+            "parameters": self.params,
+            "target_choice": self.target_choice,
+            "confidence": self.confidence,
+            "seed": self.seed,
+            "source": {"index": self.source, "label": source_label, "probability": float(self.probs0[self.source])},
+            "target": None if self.target is None else {"index": self.target, "label": target_label},
+            "status": self.status,
+            "steps_run": len(self.steps),
+            "flip_step": self.flip_step,
+            "seconds": self.seconds,
+            "verdict": None if self.verdict is None else asdict(self.verdict),
+            "history": {
+                "step": self.steps,
+                "p_source": self.p_source,
+                "p_target": None if self.target is None else self.p_target,
+                "rms": self.rms,
+            },
+        }
+
+
+def new_record(
+    seen: ModelInput,
+    image: ImageChoice,
+    target: state.TargetChoice,
+    choice: AttackChoice,
+    query: dict[str, str],
+) -> RunRecord:
+    """Build the attack's Step generator for the picked image, model and target; nothing runs yet."""
+    assert choice.attack is not None
+    seed = secrets.randbelow(2**31)
+    target_idx = resolve_target(target, seen.probs, seed)
+    original = loaders.from_png(seen.png)
+    confidence = choice.confidence if target_idx is not None else 0.0
+    record = RunRecord(
+        run_id=next(_run_ids),
+        model_name=seen.model_name,
+        image_name=image.name,
+        attack_name=choice.name,
+        params=dict(choice.params),
+        query=dict(query),
+        target_choice=state.target_text(target),
+        seed=seed,
+        source=seen.source,
+        target=target_idx,
+        confidence=confidence,
+        original_png=seen.png,
+        original=np.array(original, dtype=np.uint8),  # a writable copy (torch.from_numpy warns otherwise)
+        probs0=seen.probs,
+        planned_steps=choice.attack.total_steps(),
+        rms_cap=choice.params.get("max_rms"),
+        rows=figures.BarRows(seen.source, target_idx),
+        steps_iter=attack_steps(
+            seen.model, original, choice.attack, source=seen.source, target=target_idx, confidence=confidence, seed=seed
+        ),
+    )
+    return record
+
+
+def steps(record: RunRecord) -> Iterator[Step]:
+    """The run's work for ui.run.drive: each Step recorded as it comes."""
+    assert record.steps_iter is not None
+    for step in record.steps_iter:
+        record.record(step)
+        yield step
+
+
+def finish(record: RunRecord, status: str, error: str | None = None) -> None:
+    """Verify the last image on its 8-bit PNG, keep it for download and the replay, and drop the generator."""
+    record.steps_iter = None
+    record.status = status
+    record.error = error
+    if record.last_image is None:
+        record.last_image = record.original
+    model = loaders.get_model(record.model_name)
+    adversarial_png = loaders.to_png(record.last_image)
+    record.verdict = verify(
+        model,
+        loaders.from_png(record.original_png),
+        loaders.from_png(adversarial_png),
+        source=record.source,
+        target=record.target,
+        confidence=record.confidence,
+    )
+    record.adversarial_png = adversarial_png
+    record.snapshots.add(record.steps[-1] if record.steps else 0, record.last_image)

@@ -1,0 +1,293 @@
+"""The Attack Lab's live view: fixed placeholders redrawn in place while a run goes on, then the verdict on the
+8-bit image, the downloads and the replay scrubber. `live` is the page's whole run: start, resume, finish, draw.
+
+Drawing only: the numbers come from ui.lab_record, the run's control from ui.run, the figures from ui.figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from attacks import AttackError
+from attacks.runner import Verdict
+from experiments.lab import difference_image
+from models import IMAGENET_CATEGORIES
+from ui import figures, lab_record, loaders, run, state
+from ui.lab_record import RECORD, RunRecord
+from ui.pickers import AttackChoice, ImageChoice, ModelInput
+
+
+def live(
+    job: run.Job,
+    view: LiveView,
+    *,
+    seen: ModelInput | None,
+    image: ImageChoice | None,
+    target: state.TargetChoice,
+    choice: AttackChoice,
+    query: dict[str, str],
+) -> None:
+    """Start a run on Run, continue it after any other rerun, finish it however it ended, and draw the page."""
+    record: RunRecord | None = st.session_state.get(RECORD)
+    if job.status == "requested" and seen is not None and image is not None and choice.attack is not None:
+        record = lab_record.new_record(seen, image, target, choice, query)
+        record.throttles.cams.next_at = perf_counter() + record.throttles.cams.min_interval  # bars come first
+        st.session_state[RECORD] = record
+    if record is not None and record.status == "running" and job.busy:
+        view.draw_status(record, job.timing)
+        view.draw_charts(record)
+        view.draw_images(record, record.last_image if record.last_image is not None else record.original)
+        throttles = record.throttles
+
+        def images(step: Any) -> None:
+            record.snapshots.add(step.index, record.last_image)
+            view.draw_images(record, record.last_image)
+
+        run.drive(
+            job,
+            lambda: lab_record.steps(record),
+            run.Draw(lambda _: (view.draw_status(record, job.timing), view.draw_charts(record)), throttles.charts),
+            run.Draw(images, throttles.images),
+            run.Draw(lambda _: view.draw_cams(record, loaders.to_png(record.last_image)), throttles.cams),
+        )
+    elif job.status == "requested":
+        run.drive(job, _not_ready)
+    if record is not None and record.status == "running" and job.ended:
+        record.seconds = job.timing.active
+        errors = [text for level, text in job.notes if level == "error"]
+        lab_record.finish(record, job.status, errors[-1] if errors else None)
+    if record is None:
+        view.draw_idle(seen, target, ready=job.status != "failed" and seen is not None)
+    else:
+        view.show_result(record, job.timing)
+
+
+def _not_ready() -> Any:
+    raise AttackError("Run needs a usable image, model and target: see the message in the setup above")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity (PSNR of an unchanged image is +inf): those become null."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _verdict_sentence(v: Verdict) -> str:
+    return (
+        f"classified as **{v.label}** with {v.probability:.0%} — RMS distortion {v.rms_distortion:.4f}, "
+        f"max change {v.max_change_255}/255"
+    )
+
+
+class LiveView:
+    """The placeholders of the run's view, created once per script run and updated in place."""
+
+    def __init__(self, status: Any) -> None:
+        self.status = status.empty()
+        self.results = st.container()
+        left, right = st.columns(2, gap="medium")
+        self.bars = left.empty()
+        self.lines = right.empty()
+        images, cams = st.columns([3, 1.1], gap="medium")
+        with images:
+            st.markdown("##### Original · adversarial · amplified difference")
+            cols = st.columns(3, gap="small")
+            self.original, self.adversarial, self.difference = (c.empty() for c in cols)
+            _, slider = st.columns([2, 1])
+            self.gain = int(
+                slider.slider(
+                    "Amplification of the difference",
+                    1,
+                    50,
+                    key=state.GAIN,
+                    format="×%d",
+                    help="The difference image shows (adversarial - original) × this, around mid-grey.",
+                )
+            )
+        with cams:
+            st.markdown("##### Where the model looks (Grad-CAM)")
+            top, bottom = st.columns(2, gap="small"), st.columns(2, gap="small")
+            # Order of draw_cams: source on original, source on adversarial, target on original, on adversarial.
+            self.cams = [top[0].empty(), top[1].empty(), bottom[0].empty(), bottom[1].empty()]
+        self._keys = itertools.count()
+
+    def _chart(self, slot: Any, figure: dict[str, Any]) -> None:
+        # A unique key per draw: Streamlit refuses two identical charts in one script run (same element id).
+        slot.plotly_chart(figure, key=f"chart-{next(self._keys)}", config={"displayModeBar": False})
+
+    def draw_status(self, record: RunRecord, t: run.Timing, note: str = "") -> None:
+        done = len(record.steps)
+        rate = done / t.active if t.active else 0.0
+        flip = f" · label flipped at step {record.flip_step}" if record.flip_step is not None else ""
+        self.status.markdown(
+            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {t.active:.1f} s · {rate:.1f} steps/s · "
+            f"{record.status}{flip}{note}"
+        )
+
+    def draw_charts(self, record: RunRecord, index: int | None = None, marker: int | None = None) -> None:
+        """Bars at recorded step `index` (default: the latest; before any step: the original) and the history."""
+        source_label, target_label = record.labels
+        if record.steps:
+            i = len(record.steps) - 1 if index is None else index
+            rows, values = record.bar_values(i)
+            title = f"Class probabilities at step {record.steps[i]}"
+        else:
+            rows = record.rows.update(record.probs0)
+            values = [float(record.probs0[c]) for c in rows]
+            title = "Class probabilities of the original"
+        labels = figures.row_labels(rows, IMAGENET_CATEGORIES, record.source, record.target)
+        self._chart(
+            self.bars,
+            figures.probability_bars(rows, values, labels, source=record.source, target=record.target, title=title),
+        )
+        self._chart(
+            self.lines,
+            figures.history_lines(
+                record.steps,
+                record.p_source,
+                record.p_target if record.target is not None else None,
+                record.rms,
+                source_label=source_label,
+                target_label=target_label,
+                flip_step=record.flip_step,
+                rms_cap=record.rms_cap,
+                marker=marker,
+            ),
+        )
+
+    def draw_images(self, record: RunRecord, image: np.ndarray, step: int | None = None) -> None:
+        """Original | adversarial | amplified difference, as exact PNGs."""
+        step = (record.steps[-1] if record.steps else 0) if step is None else step
+        diff = loaders.to_png(difference_image(record.original, image, self.gain))
+        source_label, _ = record.labels
+        self.original.image(
+            record.original_png,
+            output_format="PNG",
+            width="stretch",
+            caption=f"Original: {source_label} {record.probs0[record.source]:.0%}",
+        )
+        self.adversarial.image(
+            loaders.to_png(image), output_format="PNG", width="stretch", caption=f"Adversarial at step {step}"
+        )
+        self.difference.image(
+            diff, output_format="PNG", width="stretch", caption=f"Difference ×{self.gain} around mid-grey"
+        )
+
+    def draw_cams(self, record: RunRecord, adversarial_png: bytes) -> None:
+        """Grad-CAM of the source and the target class (untargeted: the new top class) on both images."""
+        source_label, target_label = record.labels
+        other = record.target
+        if other is None:
+            probs = loaders.probabilities(record.model_name, adversarial_png)
+            other = int(probs.argmax())
+            target_label = IMAGENET_CATEGORIES[other]
+        classes = (record.source, other)
+        on_original = loaders.cam_overlays(record.model_name, record.original_png, classes)
+        on_adversarial = loaders.cam_overlays(record.model_name, adversarial_png, classes)
+        captions = [
+            f"{source_label} · original",
+            f"{source_label} · adversarial",
+            f"{target_label} · original",
+            f"{target_label} · adversarial",
+        ]
+        images = [on_original[0], on_adversarial[0], on_original[1], on_adversarial[1]]
+        for slot, png, caption in zip(self.cams, images, captions, strict=True):
+            slot.image(png, output_format="PNG", width="stretch", caption=caption)
+
+    def draw_idle(self, seen: ModelInput | None, target: state.TargetChoice, *, ready: bool = True) -> None:
+        """Before the first run: the original's bars with the target marked, and a hint (or what blocks Run)."""
+        if ready:
+            self.status.info("Press **Run** to watch the model being fooled, step by step.")
+        else:
+            self.status.warning("Run needs a usable image, model and target: see the message in the setup above.")
+        if seen is None:
+            return
+        target_idx = (
+            target if isinstance(target, int) else (int(seen.probs.argmin()) if target == state.LEAST_LIKELY else None)
+        )
+        if target_idx == seen.source:
+            target_idx = None
+        rows = figures.BarRows(seen.source, target_idx).update(seen.probs)
+        labels = figures.row_labels(rows, IMAGENET_CATEGORIES, seen.source, target_idx)
+        self._chart(
+            self.bars,
+            figures.probability_bars(
+                rows,
+                [float(seen.probs[c]) for c in rows],
+                labels,
+                source=seen.source,
+                target=target_idx,
+                title="Class probabilities of the original",
+            ),
+        )
+        self.original.image(seen.png, output_format="PNG", width="stretch", caption="Original")
+
+    def show_result(self, record: RunRecord, timing: run.Timing) -> None:
+        """After a run: verdict, downloads and the replay scrubber, which redraws the view at the chosen step."""
+        with self.results:
+            v = record.verdict
+            if record.status == "failed":
+                st.error(f"The attack failed: {record.error}.")
+            if v is not None:
+                last = record.steps[-1] if record.steps else 0
+                when = f"Stopped at step {last}: " if record.status == "stopped" else ""
+                text = f"{when}{'the' if when else 'The'} saved 8-bit image is {_verdict_sentence(v)}."
+                if v.success:
+                    st.success(f"Fooled! {text}", icon=":material/check_circle:")
+                else:
+                    st.warning(f"Not fooled. {text}", icon=":material/info:")
+            cols = st.columns([1, 1, 3], vertical_alignment="bottom")
+            _, target_label = record.labels
+            stem = f"{record.image_name.rsplit('.', 1)[0]}_to_{(target_label or 'untargeted').replace(' ', '_')}"
+            downloads = [
+                ("Adversarial PNG", record.adversarial_png, "png", "image/png"),
+                (
+                    "Settings & result (JSON)",
+                    lambda: json.dumps(_finite(record.report()), indent=2),
+                    "json",
+                    "application/json",
+                ),
+            ]
+            for col, (label, data, ext, mime) in zip(cols, downloads, strict=False):
+                if data is not None:
+                    col.download_button(
+                        label,
+                        data,
+                        file_name=f"{stem}.{ext}",
+                        mime=mime,
+                        icon=":material/download:",
+                        on_click="ignore",
+                        key=f"download-{ext}",
+                        width="stretch",
+                    )
+            index = len(record.steps) - 1
+            if len(record.steps) > 1:
+                index = cols[2].slider(
+                    "Replay: step",
+                    0,
+                    len(record.steps) - 1,
+                    value=len(record.steps) - 1,
+                    key=f"replay-{record.run_id}",
+                    help="Scrub through the recorded steps; images are from the nearest "
+                    "snapshot at or before the step.",
+                )
+        self.draw_status(record, timing)
+        if not record.steps:
+            return
+        step = record.steps[index]
+        self.draw_charts(record, index=index, marker=step)
+        snap = record.snapshots.at(step)
+        shown_step, image = snap if snap is not None else (0, record.original)
+        self.draw_images(record, image, step=shown_step)
+        self.draw_cams(record, loaders.to_png(image))
