@@ -44,7 +44,7 @@ with linear:
     left.metric("score change, random signs", f"{here.random_change:,.2f}")
     right.plotly_chart(fig, key=K + "scale")
     st.caption("Weights drawn from N(0, 1). A network is not linear, but locally it is close; see below.")
-    if st.button("Measure it on EfficientNet-Lite0 (Chelsea the cat)", key=K + "lite0"):
+    if st.toggle("Measure it on EfficientNet-Lite0 (Chelsea the cat)", key=K + "lite0"):
         st.dataframe(E.first_order_rows("efficientnet_lite0", "chelsea", (0.05, 0.25, 0.5, 1.0, 2.0)), hide_index=True)
         st.caption(
             "One sign step of the top class's logit gradient. The linear prediction grad·delta holds for tiny steps; "
@@ -56,10 +56,10 @@ with boundary:
         "A small network on two features. Pick a start (or click the chart); the attack walks to the other class."
     )
     left, right = st.columns([1, 2.4], gap="large")
-    for key, value in ((K + "x", 0.0), (K + "y", 1.0)):
+    for key, value in ((K + "x", 0.25), (K + "y", 1.0)):
         st.session_state.setdefault(key, value)
-    sx = left.slider("Start: feature 1", -1.5, 2.5, step=0.05, key=K + "x")
-    sy = left.slider("Start: feature 2", -1.0, 1.5, step=0.05, key=K + "y")
+    sx = left.slider("Start: feature 1", *E.START_X, step=0.05, key=K + "x")
+    sy = left.slider("Start: feature 2", *E.START_Y, step=0.05, key=K + "y")
     norm = left.radio(
         "Budget",
         ("l2", "linf"),
@@ -70,7 +70,7 @@ with boundary:
     budget = left.slider("Budget radius ε", 0.1, 2.0, 1.0, 0.05, key=K + "budget")
     steps = left.slider("Steps", 2, 100, 40, key=K + "steps")
     a = E.boundary_attack((sx, sy), norm, budget, steps)
-    upto = left.slider("Show steps up to", 0, len(a.path) - 1, len(a.path) - 1, key=K + "upto")
+    upto = left.slider("Show steps up to", 0, len(a.path) - 1, len(a.path) - 1, key=K + f"upto{len(a.path)}")
     right.plotly_chart(
         E.boundary_figure(a, upto),
         key=K + "chart",
@@ -98,12 +98,12 @@ with digits:
     st.subheader("White noise the network calls a digit")
     c1, c2, c3 = st.columns(3)
     digit = c1.selectbox("Digit", range(10), index=7, key=K + "digit")
-    seed = int(c2.number_input("Noise seed", 0, 9999, 0, key=K + "seed"))
+    seed = int(c2.number_input("Noise seed", 0, E.MAX_NOISE_SEED, 0, key=K + "seed"))
     retrained = c3.toggle("Retrained with a 'not a digit' class", key=K + "retrained")
-    net = E.retrained_net(seed)[0] if retrained else std
+    net = E.retrained_net()[0] if retrained else std
     if retrained:
         st.caption(
-            f"The retrained network rejects {E.retrained_net(seed)[1].mean():.0%} of the old fooling images; "
+            f"The retrained network rejects {E.retrained_net()[1].mean():.0%} of the old fooling images; "
             "new ones, grown against it, still fool it (seed 001: Nguyen et al. on MNIST)."
         )
     grow = st.button("Grow from noise", key=K + "grow", type="primary")

@@ -47,6 +47,7 @@ def logistic(nudge: float) -> tuple[L.LogisticNudge, dict[str, Any]]:
             **LAYOUT,
             "title": {"text": "Each input adds a little; together they cross 0 (p = 0.5)"},
             "height": 340,
+            "xaxis": {"categoryorder": "array", "categoryarray": ["start", *names]},
             "yaxis": {"title": {"text": "score"}, "zeroline": True, "zerolinewidth": 2},
             "legend": {"orientation": "h", "y": -0.2},
         },
@@ -117,6 +118,8 @@ def first_order_rows(model_name: str, sample: str, steps_255: Sequence[float]) -
 
 # ------------------------------------------------------------------------------------------- 2. decision boundary
 
+START_X, START_Y = (-1.5, 2.5), (-1.0, 1.5)  # the start sliders' ranges (step 0.05)
+
 
 @st.cache_resource(show_spinner="Training the two-moons network (a second)…")
 def moons_net() -> B.MoonsNet:
@@ -148,7 +151,7 @@ def boundary_figure(a: B.BoundaryAttack, upto: int) -> dict[str, Any]:
     xs, ys = B.moons()
     path = a.path[: upto + 1]
     bx, by = _ball(a.start, a.eps, a.norm)
-    gx, gy = np.meshgrid(np.linspace(*B.X_RANGE, 46), np.linspace(*B.Y_RANGE, 31))
+    gx, gy = np.meshgrid(np.arange(*START_X, 0.1).round(2), np.arange(*START_Y, 0.1).round(2))  # on the sliders' grid
     data = [
         {
             "type": "contour",
@@ -179,20 +182,21 @@ def boundary_figure(a: B.BoundaryAttack, upto: int) -> dict[str, Any]:
         {"type": "scatter", "mode": "lines", "name": "budget", "x": bx, "y": by, "line": {"dash": "dot", "width": 2}},
         {
             "type": "scatter",
-            "mode": "lines",
-            "name": f"one straight step ({'crosses' if a.straight_crossed else 'does not cross'})",
-            "x": [a.start[0], a.straight.point[0]],
-            "y": [a.start[1], a.straight.point[1]],
-            "line": {"color": GREY, "width": 4, "dash": "dash"},
-        },
-        {
-            "type": "scatter",
             "mode": "lines+markers",
             "name": "iterated steps",
             "x": [p.point[0] for p in path],
             "y": [p.point[1] for p in path],
             "line": {"color": GREEN, "width": 3},
             "marker": {"size": 6},
+        },
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": f"one straight step ({'crosses' if a.straight_crossed else 'does not cross'})",
+            "x": [a.start[0], a.straight.point[0]],
+            "y": [a.start[1], a.straight.point[1]],
+            "line": {"color": "#555555", "width": 4, "dash": "dash"},
+            "marker": {"symbol": ["circle", "x"], "size": [1, 14]},
         },
         {
             "type": "scatter",
@@ -218,14 +222,19 @@ def boundary_figure(a: B.BoundaryAttack, upto: int) -> dict[str, Any]:
 
 
 def pick_start(chart_key: str, x_key: str, y_key: str) -> None:
-    """on_select of the boundary chart: the clicked grid point becomes the start (sets the two sliders)."""
+    """on_select of the boundary chart: the clicked point becomes the start (sets the two sliders, within range)."""
     points = st.session_state[chart_key].selection.points
     if points:
-        st.session_state[x_key] = round(float(points[0]["x"]), 2)
-        st.session_state[y_key] = round(float(points[0]["y"]), 2)
+        for key, value, (low, high) in ((x_key, points[0]["x"], START_X), (y_key, points[0]["y"], START_Y)):
+            st.session_state[key] = round(min(high, max(low, round(float(value) * 20) / 20)), 2)
 
 
 # ------------------------------------------------------------------------------------------- 3. digits
+
+#: Noise seeds of the retraining set (1000 and 1001), outside the page's noise seeds (0..999): a fooling image grown
+#: on the page never starts from noise the retrained network was shown.
+REJECT_SEED = 1000
+MAX_NOISE_SEED = 999
 
 
 @st.cache_resource(show_spinner="Loading the digits network…")
@@ -289,7 +298,7 @@ def curves_figure(curves: dict[str, list[tuple[float, float]]]) -> dict[str, Any
 
 
 @st.cache_resource(show_spinner="Retraining with a 'not a digit' class (fooling images + noise)…")
-def retrained_net(seed: int) -> tuple[D.DigitsCNN, np.ndarray]:
+def retrained_net(seed: int = REJECT_SEED) -> tuple[D.DigitsCNN, np.ndarray]:
     """Nguyen et al.'s defense on the committed standard network: its fooling images and noise as class 10, a new
     11-class network trained with another seed. Returns it and the share of old fooling images it now rejects."""
     rejects = D.reject_training_set(digits_net("standard"), seed=seed)
