@@ -1,0 +1,151 @@
+"""Does the app fit Streamlit Community Cloud's budget? Memory, cold start and one-core speed, in a real browser.
+
+Not a test: it prints figures. It serves the app with `streamlit run app.py` (optionally pinned to one core with
+`taskset -c 0` and torch at one thread, like Cloud's smallest container), drives Debian's headless Chromium with
+Playwright, and reads the server's resident memory (VmRSS of the server and its children, from /proc) after:
+the first page is usable; one default Attack Lab run; a 200-step run; three browser sessions each running once at
+the same time. It also times the cold start (process start -> health -> first page usable), click -> first bars
+and click -> verdict for the default story, and how long each page takes to open.
+
+    python benchmarks/bench_cloud.py [--one-core] [--sessions 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+VERDICT = "[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentWarning']"
+#: A run that lasts its 200 steps: steps of 0.01/255 cannot reach p(target) 0.9 sooner.
+LONG_RUN = "?steps=200&step_size=0.01"
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MiB (from /proc, no extra package)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, AttributeError):
+            continue
+    return total / 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _idle(page) -> None:
+    page.wait_for_selector("[data-test-script-state='notRunning']")
+
+
+def _run_once(page, url: str) -> tuple[float, float]:
+    """Click Run on the Attack Lab at `url`; seconds to the first live bars and to the verdict."""
+    page.goto(url)
+    page.wait_for_selector(".st-key-run button:visible:not([disabled])")
+    _idle(page)
+    start = time.perf_counter()
+    page.locator(".st-key-run button:visible").first.click()
+    page.get_by_text(re.compile(r"^Step \d+ / \d+")).first.wait_for()
+    first = time.perf_counter() - start
+    page.wait_for_selector(VERDICT)
+    return first, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one-core", action="store_true", help="taskset -c 0 and one torch thread")
+    parser.add_argument("--sessions", type=int, default=3, help="browser sessions running at once")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    clock = time.get_clock_info("perf_counter")
+    print(f"timer: time.perf_counter, resolution {clock.resolution * 1e9:.0f} ns; load {os.getloadavg()[0]:.2f}")
+    port = _free_port()
+    env = dict(os.environ)
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+    cmd += ["--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    if args.one_core:
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        cmd = ["taskset", "-c", "0", *cmd]
+    print("server:", "one core (taskset -c 0), torch 1 thread" if args.one_core else f"{os.cpu_count()} cores")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise SystemExit("streamlit exited") from None
+                time.sleep(0.1)
+        health = time.perf_counter() - t0
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+            page = ctx.new_page()
+            page.set_default_timeout(900_000)
+            page.goto(url)
+            page.wait_for_selector(".st-key-run button:visible:not([disabled])")
+            _idle(page)
+            usable = time.perf_counter() - t0
+            print(f"cold start: health after {health:.1f} s, first page usable after {usable:.1f} s")
+            print(f"memory, first page usable: {rss_mib(proc.pid):.0f} MiB")
+            first, verdict = _run_once(page, url)
+            print(f"first run (model load included): click -> first bars {first:.2f} s, -> verdict {verdict:.2f} s")
+            print(f"memory after one default run: {rss_mib(proc.pid):.0f} MiB")
+            first, verdict = _run_once(page, url)
+            print(f"warm default run: click -> first bars {first:.2f} s, -> verdict {verdict:.2f} s")
+            _run_once(page, url + LONG_RUN)
+            print(f"memory after a 200-step run: {rss_mib(proc.pid):.0f} MiB")
+            for link in ("fooling_images", "transfer", "robustness"):
+                start = time.perf_counter()
+                page.goto(f"{url}/{link}")
+                page.wait_for_selector("h1")
+                _idle(page)
+                print(f"page {link}: opens in {time.perf_counter() - start:.2f} s")
+            ctx.close()
+            pages = []
+            for _ in range(args.sessions):
+                c = browser.new_context(viewport={"width": 1366, "height": 768})
+                pg = c.new_page()
+                pg.set_default_timeout(900_000)
+                pg.goto(url)
+                pg.wait_for_selector(".st-key-run button:visible:not([disabled])")
+                _idle(pg)
+                pages.append(pg)
+            start = time.perf_counter()
+            for pg in pages:
+                pg.locator(".st-key-run button:visible").first.click()
+            for pg in pages:
+                pg.wait_for_selector(VERDICT)
+            took = time.perf_counter() - start
+            print(f"{args.sessions} sessions running at once: all verdicts after {took:.1f} s")
+            print(f"memory with {args.sessions} sessions each run once: {rss_mib(proc.pid):.0f} MiB")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
