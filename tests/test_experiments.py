@@ -203,6 +203,25 @@ def test_full_budget_goal_runs_every_step_where_goal_stops(tiny_clf, tiny_images
     assert float(full.distortion.mean()) > float(early.distortion.mean())
 
 
+def test_input_diversity_never_stops_a_sample_on_a_lucky_view(tiny_clf) -> None:
+    """Regression (issue 7 bug 2): success was judged on the randomised forward pass, so samples stopped when one
+    random view succeeded and were then FAILED on the plain model with budget left. The plain model judges now."""
+    x = start_image("uniform", 16, n=64, seed=3)
+    source = tiny_clf(x).argmax(1)
+    goal = Goal(source, (source + 1) % 10)
+    attack = make_attack("bim", eps=8, step_size=1, steps=30)
+    steps = list(attack.run(DiverseInput(tiny_clf, prob=0.5, seed=0), x, goal, judge=tiny_clf))
+    for s in steps:  # the progress shown is the plain model's, on the 8-bit image
+        probs = tiny_clf.probabilities(s.x_adv)
+        assert torch.allclose(s.probs, probs, atol=1e-5) and torch.equal(s.success, goal.met(probs))
+    stopped_early = torch.zeros(64, dtype=torch.bool)
+    for s in steps[:-1]:
+        stopped_early |= s.done
+    assert bool(stopped_early.any())  # the test has cases to look at
+    plain = goal.met(tiny_clf.probabilities(steps[-1].x_adv))  # (64,) judged independently of the engine's flags
+    assert bool(plain[stopped_early].all())  # none of them is a plain-model failure with budget left
+
+
 def test_random_transform_model_is_the_mean_probability(tiny_clf, tiny_images) -> None:
     identity = RandomTransformModel(tiny_clf, lambda x, g: x, samples=3)
     with torch.no_grad():
