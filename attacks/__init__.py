@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from attacks.base import DEFAULT_CONFIDENCE, Attack, AttackError, Goal, Param, SampleLoop, Step
+from attacks.base import CONFIDENCE, DEFAULT_CONFIDENCE, Attack, AttackError, Goal, Param, SampleLoop, Step
 from attacks.bim import BIM
 from attacks.cw import CarliniWagnerL2
 from attacks.deepfool import DeepFool
@@ -30,6 +30,7 @@ def make_attack(name: str, **params: Any) -> Attack:
 
 __all__ = [
     "ATTACKS",
+    "CONFIDENCE",
     "DEFAULT_ATTACK",
     "DEFAULT_CONFIDENCE",
     "Attack",

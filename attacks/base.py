@@ -121,6 +121,16 @@ class Param:
         return self.validate(value)
 
 
+#: The success confidence as a checked setting (the CLI's --confidence, the experiments' confidence argument).
+CONFIDENCE = Param(
+    "confidence",
+    DEFAULT_CONFIDENCE,
+    0.0,
+    0.9999,
+    "Success also needs this probability of the winning class on the 8-bit image (0: top-1, the paper's rule).",
+)
+
+
 class Attack(ABC):
     """An attack is a generator of Steps. Hyperparameters are keyword-only and checked on construction.
 
