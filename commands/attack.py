@@ -9,44 +9,37 @@ import json
 import time
 from pathlib import Path
 
-from commands.common import (
-    add_attack_hyperparameters,
-    add_confidence,
-    add_model,
-    add_output,
-    check_confidence,
-    emit,
-    make_attack_from,
-    progress_bar,
-)
+from commands import common
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("attack", help="attack an image and save the 8-bit result with its verification")
-    add_model(p)
-    p.add_argument("--image", required=True, help="a path or a sample id")
-    p.add_argument("--attack", default="relabel", help="registry name; `--help` lists them with their hyperparameters")
+    common.add_model(p)
+    common.add_attack_choice(
+        p,
+        default="relabel",
+        attack_help="registry name; `--help` lists them with their hyperparameters",
+        seed_help="seed for random starts and random targets",
+    )
     p.add_argument(
         "--target",
         action="append",
         help="class index, exact name, least-likely, random, random:N or all; repeatable; "
         "leave out for an untargeted attack",
     )
-    add_confidence(p)
-    p.add_argument("--seed", type=int, default=0, help="seed for random starts and random targets")
     p.add_argument("--gain", type=float, default=10.0, help="amplification of difference.png")
-    add_output(p, "output folder")
+    common.add_output(p, "output folder")
     p.set_defaults(func=run)
     return p
 
 
 def complete(parser: argparse.ArgumentParser) -> None:
-    add_attack_hyperparameters(parser)
+    common.add_attack_hyperparameters(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    attack = make_attack_from(args, args.attack)  # hyperparameters first: they need attacks (torch) only
-    confidence = check_confidence(args.confidence)
+    attack = common.make_attack_from(args, args.attack)  # hyperparameters first: they need attacks (torch) only
+    confidence = common.check_confidence(args.confidence)
 
     from attacks.runner import attack_targets, save_result, summarize
     from images import load_image
@@ -74,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         targets,
         confidence=confidence,
         seed=args.seed,
-        progress=progress_bar if many else None,
+        progress=common.progress_bar if many else None,
     )
     out = Path(args.out)
     rows = [save_result(r, model, out / str(r.target) if many else out, gain=args.gain) for r in results]
@@ -93,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             f"(mean {summary['mean_iterations']:.1f} steps, mean RMS {summary['mean_rms_distortion']:.4f}); "
             f"written to {out}/"
         )
-        emit({**summary, "results": rows}, args.json, text)
+        common.emit({**summary, "results": rows}, args.json, text)
         return 0
     r = rows[0]
     goal = f"-> {r['target']['label']}" if r["target"] else "(untargeted)"
@@ -102,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
         f"{r['final']['label']} ({r['final']['probability']:.1%}, needed {confidence:.0%}) after {r['iterations']} "
         f"steps, RMS distortion {r['rms_distortion']:.4f}, max change {r['max_change_255']}/255; written to {out}/"
     )
-    emit(r, args.json, text)
+    common.emit(r, args.json, text)
     return 0

@@ -37,6 +37,17 @@ def add_model(parser: argparse.ArgumentParser, help: str = "registry name (see `
     parser.add_argument("--model", default="efficientnet_lite0", help=help)
 
 
+def add_attack_choice(
+    parser: argparse.ArgumentParser, *, default: str | None, attack_help: str, seed_help: str
+) -> None:
+    """What every attacking command takes: --image, --attack (its hyperparameters come with `complete`),
+    --confidence and --seed."""
+    parser.add_argument("--image", required=True, help="a path or a sample id")
+    parser.add_argument("--attack", default=default, help=attack_help)
+    add_confidence(parser)
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+
+
 def add_confidence(parser: argparse.ArgumentParser) -> None:
     """--confidence with the one default of the project (attacks.DEFAULT_CONFIDENCE, kept in step by a test)."""
     parser.add_argument(

@@ -7,14 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from commands.common import (
-    add_attack_hyperparameters,
-    add_confidence,
-    add_output,
-    check_confidence,
-    emit,
-    make_attack_from,
-)
+from commands import common
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,9 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="efficientnet_lite0",
         help="source model; several, comma-separated, attack their ensemble (mean logits)",
     )
-    p.add_argument("--image", required=True, help="a path or a sample id")
+    common.add_attack_choice(
+        p,
+        default=None,
+        attack_help="registry name (default: relabel if --target, else pgd); see `--help`",
+        seed_help="seed for random starts, targets and input diversity",
+    )
     p.add_argument("--target", help="class index, exact name, least-likely or random; leave out for untargeted")
-    p.add_argument("--attack", help="registry name (default: relabel if --target, else pgd); see `--help`")
     p.add_argument("--eval-models", help="comma-separated evaluation models (default: every model on this disk)")
     p.add_argument(
         "--diversity",
@@ -39,15 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="keep attacking after the first success (the attack's early_stop=False: larger margin, better transfer)",
     )
-    add_confidence(p)
-    p.add_argument("--seed", type=int, default=0, help="seed for random starts, targets and input diversity")
-    add_output(p, "output folder (original.png, adversarial.png, difference.png, result.json, transfer.json)")
+    common.add_output(p, "output folder (original.png, adversarial.png, difference.png, result.json, transfer.json)")
     p.set_defaults(func=run)
     return p
 
 
 def complete(parser: argparse.ArgumentParser) -> None:
-    add_attack_hyperparameters(parser)
+    common.add_attack_hyperparameters(parser)
 
 
 def _model_names(text: str, flag: str) -> list[str]:
@@ -78,11 +73,11 @@ def run(args: argparse.Namespace) -> int:
 
     sources = _model_names(args.model, "--model")
     evals = _model_names(args.eval_models, "--eval-models") if args.eval_models else available_models()
-    attack = make_attack_from(
+    attack = common.make_attack_from(
         args, args.attack or ("relabel" if args.target else "pgd"), early_stop=not args.full_budget
     )
     attack.check_targeted(args.target is not None)
-    confidence = check_confidence(args.confidence)
+    confidence = common.check_confidence(args.confidence)
     image = load_image(args.image)
     first = load_model(sources[0])
     probs0 = first.probabilities(pil_to_tensor(first.preprocess(image)))[0]
@@ -136,5 +131,5 @@ def run(args: argparse.Namespace) -> int:
             f"{pt:>9} {r.p_source:>9.2%}  {'yes' if r.fooled else 'no'}"
         )
     lines.append(f"(* attacked model) written to {out}/")
-    emit(data, args.json, "\n".join(lines))
+    common.emit(data, args.json, "\n".join(lines))
     return 0
