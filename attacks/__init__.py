@@ -1,6 +1,8 @@
 """Adversarial attacks as generators of Steps, their registry, metrics and the 8-bit verification."""
 
-from attacks.base import Attack, AttackError, Goal, Param, Step
+from typing import Any
+
+from attacks.base import CONFIDENCE, DEFAULT_CONFIDENCE, Attack, AttackError, Goal, Param, SampleLoop, Step
 from attacks.bim import BIM
 from attacks.cw import CarliniWagnerL2
 from attacks.deepfool import DeepFool
@@ -17,7 +19,7 @@ ATTACKS: dict[str, type[Attack]] = {
 DEFAULT_ATTACK = "relabel"
 
 
-def make_attack(name: str, **params: float) -> Attack:
+def make_attack(name: str, **params: Any) -> Attack:
     """Build a registered attack; unknown names and bad parameters raise AttackError with one clear line."""
     try:
         cls = ATTACKS[name]
@@ -26,4 +28,16 @@ def make_attack(name: str, **params: float) -> Attack:
     return cls(**params)
 
 
-__all__ = ["ATTACKS", "DEFAULT_ATTACK", "Attack", "AttackError", "Goal", "Param", "Step", "make_attack"]
+__all__ = [
+    "ATTACKS",
+    "CONFIDENCE",
+    "DEFAULT_ATTACK",
+    "DEFAULT_CONFIDENCE",
+    "Attack",
+    "AttackError",
+    "Goal",
+    "Param",
+    "SampleLoop",
+    "Step",
+    "make_attack",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -41,12 +41,20 @@ class Step:
     success: Tensor
 
 
+#: The success confidence of the CLI (`attack`, `transfer`), the Transfer and Robustness pages and the Attack Lab:
+#: the winning class must also have at least this probability on the saved 8-bit image. 0.9 is a verdict a class
+#: can see; 0 is the paper's criterion (Robinson & Graham: the target is the top class), one flag away.
+DEFAULT_CONFIDENCE = 0.9
+
+
 @dataclass(frozen=True)
 class Goal:
     """What counts as success, per sample. Targeted when `target` is given, otherwise untargeted.
 
-    source: (N,) class of the original image; target: (N,) wanted class or None; confidence: the target's
-    probability must also reach this (0 = being the top class is enough).
+    source: (N,) class of the original image; target: (N,) wanted class or None. confidence: the winning class
+    must also have at least this probability. Targeted: the top class is the target and p(target) >= confidence.
+    Untargeted: the top class is not the source and p(top class) >= confidence, so that a near tie flipped by a
+    hair (chelsea: tiger cat 20% vs Egyptian cat 19%) does not count as an attack. 0 = being the top class is enough.
     """
 
     source: Tensor
@@ -62,12 +70,10 @@ class Goal:
 
     def met(self, probs: Tensor) -> Tensor:
         """(N,K) probabilities -> (N,) bool."""
-        top = probs.argmax(dim=1)
-        if self.target is None:
-            return top != self.source
-        ok = top == self.target
+        top_p, top = probs.max(dim=1)  # (N,), (N,)
+        ok = top != self.source if self.target is None else top == self.target
         if self.confidence > 0:
-            ok &= probs.gather(1, self.target[:, None])[:, 0] >= self.confidence
+            ok &= top_p >= self.confidence
         return ok
 
     def loss(self, logits: Tensor) -> Tensor:
@@ -77,25 +83,62 @@ class Goal:
         return -F.cross_entropy(logits, self.source, reduction="none")
 
 
+class AttackError(ValueError):
+    """A hyperparameter out of range, or a goal the attack cannot pursue."""
+
+
 @dataclass(frozen=True)
 class Param:
-    """One hyperparameter as the UI and CLI show it; values are in the unit given (pixel units 1/255 etc.)."""
+    """One hyperparameter as the UI and CLI show it; values are in the unit given (pixel units 1/255 etc.).
+
+    `validate` is the one range check of the project: attacks, experiments, links and the CLI all call it.
+    """
 
     name: str
     default: float
     low: float
     high: float
-    help: str
+    help: str = ""
     unit: str = ""
     integer: bool = False
 
+    def validate(self, value: Any) -> int | float:
+        """The value as int/float when it is a number in [low, high]; anything else is one AttackError line."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise AttackError(f"{self.name} must be a number, got {value!r}")
+        if self.integer and int(value) != value:
+            raise AttackError(f"{self.name} must be a whole number, got {value}")
+        if not self.low <= value <= self.high:
+            raise AttackError(f"{self.name} must be between {self.low:g} and {self.high:g}, got {value:g}")
+        return int(value) if self.integer else float(value)
 
-class AttackError(ValueError):
-    """A hyperparameter out of range, or a goal the attack cannot pursue."""
+    def parse(self, text: str) -> int | float:
+        """`validate` for a value written as text (a link's query parameter, a form field)."""
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise AttackError(f"{text!r} is not a number") from None
+        return self.validate(value)
+
+
+#: The success confidence as a checked setting (the CLI's --confidence, the experiments' confidence argument).
+CONFIDENCE = Param(
+    "confidence",
+    DEFAULT_CONFIDENCE,
+    0.0,
+    0.9999,
+    "Success also needs this probability of the winning class on the 8-bit image (0: top-1, the paper's rule).",
+)
 
 
 class Attack(ABC):
-    """An attack is a generator of Steps. Hyperparameters are keyword-only and checked on construction."""
+    """An attack is a generator of Steps. Hyperparameters are keyword-only and checked on construction.
+
+    early_stop (default True) ends a sample at its first success, judged on the 8-bit image: the smallest change
+    that works. early_stop=False spends the whole budget, each attack in its own sensible way (see the attack's
+    docstring): gradient attacks run every step; CW runs every step of every binary-search stage; DeepFool, a
+    minimal-perturbation attack, still stops at the boundary.
+    """
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -105,26 +148,25 @@ class Attack(ABC):
     supports_untargeted: ClassVar[bool] = True
 
     def __init__(self, **values: Any) -> None:
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(values) - set(known) - {"quantize", "early_stop"})
+        unknown = sorted(set(values) - {p.name for p in self.params} - {"quantize", "early_stop"})
         if unknown:
             raise AttackError(f"attack {self.name} has no parameter {', '.join(unknown)}")
         #: Evaluate the model at the 8-bit rounded image (straight-through gradient). See metrics.quantize_ste.
         self.quantize: bool = bool(values.pop("quantize", True))
-        #: Stop a sample at its first success (minimal distortion). False runs every step, as most libraries do.
+        #: Stop a sample at its first success (minimal distortion). False spends the whole budget (class docstring).
         self.early_stop: bool = bool(values.pop("early_stop", True))
         self.hparams: dict[str, float] = {}
         for p in self.params:
-            value = values.get(p.name, p.default)
-            if value is None:
-                value = p.default
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise AttackError(f"{p.name} must be a number, got {value!r}")
-            if p.integer and int(value) != value:
-                raise AttackError(f"{p.name} must be a whole number, got {value}")
-            if not p.low <= value <= p.high:
-                raise AttackError(f"{p.name} must be between {p.low:g} and {p.high:g}, got {value:g}")
-            self.hparams[p.name] = int(value) if p.integer else float(value)
+            value = values.get(p.name)
+            self.hparams[p.name] = p.validate(p.default if value is None else value)
+
+    @classmethod
+    def param(cls, name: str) -> Param:
+        """The hyperparameter called `name`; AttackError when the attack has none."""
+        for p in cls.params:
+            if p.name == name:
+                return p
+        raise AttackError(f"attack {cls.name} has no parameter {name}")
 
     def __getattr__(self, key: str) -> Any:
         hparams = self.__dict__.get("hparams", {})
@@ -143,8 +185,19 @@ class Attack(ABC):
         self.check_targeted(goal.targeted)
 
     @abstractmethod
-    def run(self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0) -> Iterator[Step]:
-        """Attack images x (N,3,H,W) in [0,1]; yield one Step per iteration until every sample is done."""
+    def total_steps(self) -> int:
+        """The largest Step.index the attack can yield: what a progress bar counts to."""
+
+    @abstractmethod
+    def run(
+        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0, judge: nn.Module | None = None
+    ) -> Iterator[Step]:
+        """Attack images x (N,3,H,W) in [0,1]; yield one Step per iteration until every sample is done.
+
+        The gradient flows through `model` (maybe a randomised or ensemble wrapper); success, early stopping and
+        the Step's probabilities are those of `judge` (default: `model`) on the 8-bit image, so a sample never
+        stops on one lucky random view.
+        """
 
 
 def loss_and_grad(
@@ -168,31 +221,66 @@ def loss_and_grad(
     return logits.detach(), loss.detach(), grad  # grad: (N, 3, H, W)
 
 
-def verify_8bit(model: nn.Module, x: Tensor, goal: Goal) -> tuple[Tensor, Tensor]:
-    """Classify the 8-bit rounding of x: returns (met (N,), probs (N,K)). Used when the loop runs unquantized."""
-    with torch.no_grad():
-        probs = model(quantize(x)).softmax(dim=1)
-    return goal.met(probs), probs
+class SampleLoop:
+    """The per-sample batch loop every attack runs: which samples are still active, what each one shows, and the
+    Step to yield. Written once here; GradientAttack, DeepFool and CW all drive one.
 
+    Each iteration: `active()` gives the indices (A,) still running; the attack evaluates them, asks `judge` for the
+    judge's logits on their 8-bit images, `record`s what they show, `finish`es those that stop, and yields
+    `step(index)`. Everything the Step holds is full batch size (N) and describes the 8-bit image as saved.
+    """
 
-@dataclass
-class _Trace:
-    """Per-sample bookkeeping of a running attack, full batch size (N)."""
+    def __init__(self, model: nn.Module, x0: Tensor, *, judge: nn.Module | None, quantized: bool) -> None:
+        n = x0.shape[0]
+        self.model = model
+        self.judge_model = model if judge is None else judge
+        self.x0 = x0.detach()  # (N, 3, H, W)
+        self.quantized = quantized
+        self.shown = quantize(self.x0)  # (N, 3, H, W) last recorded 8-bit image
+        self.probs: Tensor | None = None  # (N, K) once the first record arrives
+        self.loss = torch.zeros(n, device=x0.device)  # (N,)
+        self.done = torch.zeros(n, dtype=torch.bool, device=x0.device)  # (N,)
+        self.success = torch.zeros(n, dtype=torch.bool, device=x0.device)  # (N,)
 
-    shown: Tensor  # (N,3,H,W) last evaluated 8-bit image
-    probs: Tensor  # (N,K)
-    loss: Tensor  # (N,)
-    done: Tensor  # (N,) bool
-    success: Tensor  # (N,) bool
-    extra: dict[str, Tensor] = field(default_factory=dict)
+    def active(self) -> Tensor:
+        """(A,) indices of the samples not done yet."""
+        return (~self.done).nonzero()[:, 0]
 
-    def step(self, index: int, x0: Tensor) -> Step:
+    def judge(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
+        """The judge's logits (A,K) on the 8-bit rounding of x (A,3,H,W), without gradient.
+
+        `logits`: the attacked model's logits at that very 8-bit image (a quantized forward), reused when the judge
+        is the attacked model, so the default case costs no extra forward pass.
+        """
+        if logits is not None and self.quantized and self.judge_model is self.model:
+            return logits.detach()
+        with torch.no_grad():
+            return self.judge_model(quantize(x.detach()))  # (A, K)
+
+    def record(self, ids: Tensor, x: Tensor, probs: Tensor, loss: Tensor, success: Tensor) -> None:
+        """Samples `ids` (A,) now show the 8-bit rounding of x (A,3,H,W): judged probs (A,K), loss (A,), success."""
+        if self.probs is None:
+            self.probs = torch.zeros(self.x0.shape[0], probs.shape[1], device=probs.device)  # (N, K)
+        self.shown[ids] = quantize(x.detach())
+        self.probs[ids] = probs
+        self.loss[ids] = loss
+        self.success[ids] = success
+
+    def finish(self, ids: Tensor) -> None:
+        self.done[ids] = True
+
+    @property
+    def all_done(self) -> bool:
+        return bool(self.done.all())
+
+    def step(self, index: int) -> Step:
+        assert self.probs is not None, "record before yielding a step"
         return Step(
             index=index,
             x_adv=self.shown.clone(),
             probs=self.probs.clone(),
             loss=self.loss.clone(),
-            distortion=rms(self.shown, x0),
+            distortion=rms(self.shown, self.x0),
             done=self.done.clone(),
             success=self.success.clone(),
         )
@@ -201,8 +289,9 @@ class _Trace:
 class GradientAttack(Attack):
     """Iterative first-order attacks: x <- project(x - step * direction(grad)), checked on the 8-bit image.
 
-    Subclasses define `start`, `direction` and `project`; `stop_early` lets a subclass end a sample on its own
+    Subclasses define `start`, `direction` and `project`; `over_budget` lets a subclass end a sample on its own
     budget (relabel's RMS cap). Samples that are done leave the batch, so a finished target costs nothing.
+    early_stop=False: every sample takes every step (or stops at its own budget), success judged at the end.
     """
 
     def start(self, x0: Tensor, generator: torch.Generator) -> Tensor:
@@ -227,39 +316,23 @@ class GradientAttack(Attack):
     def init_state(self, x0: Tensor) -> dict[str, Tensor]:
         return {}
 
-    def run(self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0) -> Iterator[Step]:
+    def run(
+        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0, judge: nn.Module | None = None
+    ) -> Iterator[Step]:
         self.check_goal(goal)
-        x0 = x.detach()
-        n = x0.shape[0]
+        loop = SampleLoop(model, x, judge=judge, quantized=self.quantize)
+        x0 = loop.x0
         gen = torch.Generator(device="cpu").manual_seed(seed)
         xi = self.start(x0, gen)  # (N, 3, H, W) float iterate
         state = self.init_state(x0)
-        trace: _Trace | None = None
         steps = self.total_steps()
         for i in range(steps + 1):
-            act = torch.arange(n, device=x0.device) if trace is None else (~trace.done).nonzero()[:, 0]
+            act = loop.active()  # (A,)
             sub = goal.subset(act)
             logits, loss, grad = loss_and_grad(model, xi[act], sub, quantized=self.quantize, need_grad=i < steps)
-            probs = logits.softmax(dim=1)  # (A, K)
-            met = sub.met(probs)
-            if not self.quantize and bool(met.any()):
-                # The float iterate succeeded; only the 8-bit image counts, so check it (an extra forward
-                # only at the few steps where the float iterate claims success).
-                met_q, probs_q = verify_8bit(model, xi[act][met], sub.subset(met.nonzero()[:, 0]))
-                probs[met] = probs_q
-                met[met.clone()] = met_q
-            if trace is None:
-                trace = _Trace(
-                    shown=quantize(xi),
-                    probs=probs.clone(),
-                    loss=loss.clone(),
-                    done=torch.zeros(n, dtype=torch.bool, device=x0.device),
-                    success=torch.zeros(n, dtype=torch.bool, device=x0.device),
-                )
-            trace.shown[act] = quantize(xi[act])
-            trace.probs[act] = probs
-            trace.loss[act] = loss
-            trace.success[act] = met
+            probs = loop.judge(xi[act], logits).softmax(dim=1)  # (A, K) the judge's, on the 8-bit image
+            met = sub.met(probs)  # (A,)
+            loop.record(act, xi[act], probs, loss, met)
             stop = met.clone() if self.early_stop else torch.zeros_like(met)
             if i < steps:
                 cont = (~stop).nonzero()[:, 0]
@@ -277,9 +350,9 @@ class GradientAttack(Attack):
                     xi[ids[keep]] = x_next[keep]
             else:
                 stop[:] = True
-            trace.done[act[stop]] = True
-            yield trace.step(i, x0)
-            if bool(trace.done.all()):
+            loop.finish(act[stop])
+            yield loop.step(i)
+            if loop.all_done:
                 return
 
     def step_size_px(self) -> float:

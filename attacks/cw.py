@@ -5,7 +5,9 @@ arXiv:1608.04644. L2. Change of variables x' = (tanh(w) + 1) / 2 keeps every pix
 (untargeted), Z the logits. A binary search over c, per sample, runs `binary_steps` stages of `steps` Adam steps:
 each stage restarts from the original image; c shrinks after a stage that found an adversarial image and grows
 (x10 until one is found, then bisection) after one that did not. A stage ends early when its loss has not fallen
-by 0.01% over a tenth of its steps (the authors' abort_early).
+by 0.01% over a tenth of its steps (the authors' abort_early). early_stop=False ("spend the whole budget") turns
+abort_early off: every stage runs all its steps; the binary search is unchanged and still sees real success, so
+the result is the lowest-L2 adversarial image over the whole budget (never larger than with early stopping).
 
 The logits are taken at the 8-bit rounding of x' (straight-through), so every image counted as found is one that
 fools the model once saved; the reported image is the lowest-L2 such image so far. The loss reported with it is
@@ -22,7 +24,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, Goal, Param, Step, _Trace
+from attacks.base import Attack, Goal, Param, SampleLoop, Step
 from attacks.deepfool import logit_margin
 from attacks.metrics import quantize, quantize_ste
 
@@ -40,9 +42,10 @@ def _to_x(w: Tensor) -> Tensor:
 
 
 def _push(kappa: float, goal: Goal, classes: int) -> float:
-    """Margin the loss drives toward: kappa, or more where the goal asks for a target probability p. A margin of
-    log((K-1) p / (1-p)) over every other logit guarantees p (the clamp at -kappa would otherwise stop at 1/K)."""
-    if goal.target is None or goal.confidence <= 0:
+    """Margin the loss drives toward: kappa, or more where the goal asks for a probability p of the winning class. A
+    margin of log((K-1) p / (1-p)) over every other logit guarantees p (the clamp at -kappa would otherwise stop at
+    1/K); untargeted, the margin is over the source only, which pushes in the right direction without a guarantee."""
+    if goal.confidence <= 0:
         return kappa
     p = goal.confidence
     return max(kappa, math.log((classes - 1) * p / (1.0 - p)))
@@ -60,9 +63,15 @@ class CarliniWagnerL2(Attack):
         Param("kappa", 0.0, 0.0, 1000.0, "Confidence: required logit margin of the adversarial image.", "logit"),
     )
 
-    def run(self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0) -> Iterator[Step]:
+    def total_steps(self) -> int:
+        return int(self.hparams["steps"]) * int(self.hparams["binary_steps"])
+
+    def run(
+        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0, judge: nn.Module | None = None
+    ) -> Iterator[Step]:
         self.check_goal(goal)
-        x0 = x.detach()
+        loop = SampleLoop(model, x, judge=judge, quantized=self.quantize)
+        x0 = loop.x0
         n = x0.shape[0]
         dev = x0.device
         steps = int(self.hparams["steps"])
@@ -84,23 +93,15 @@ class CarliniWagnerL2(Attack):
         stage_found = torch.zeros(n, dtype=torch.bool, device=dev)  # (N,)
         prev_loss = torch.full((n,), float("inf"), device=dev)  # (N,)
         best_l2sq = torch.full((n,), float("inf"), device=dev)  # (N,) of the best 8-bit image
-        best_margin = torch.zeros(n, device=dev)  # (N,)
 
-        trace: _Trace | None = None
         index = 0
         while True:
-            act = torch.arange(n, device=dev) if trace is None else (~trace.done).nonzero()[:, 0]  # (A,)
+            act = loop.active()  # (A,)
             sub = goal.subset(act)
             wa = w[act].requires_grad_(True)  # (A, 3, H, W)
             with torch.enable_grad():
                 xa = _to_x(wa)  # (A, 3, H, W)
-                xq = quantize(xa.detach())  # (A, 3, H, W) the image as saved
                 logits = model(quantize_ste(xa) if self.quantize else xa)  # (A, K)
-                if self.quantize:
-                    logits_q = logits.detach()  # (A, K) those of the 8-bit image already
-                else:
-                    with torch.no_grad():
-                        logits_q = model(xq)  # (A, K)
                 l2sq = (xa - x0[act]).flatten(1).pow(2).sum(dim=1)  # (A,)
                 margin = logit_margin(logits, sub)  # (A,)
                 loss = l2sq + const[act] * margin.clamp_min(-_push(kappa, goal, logits.shape[1]))  # (A,)
@@ -108,31 +109,19 @@ class CarliniWagnerL2(Attack):
                 last = stage_step[act] == steps - 1  # (A,)
                 grad = torch.autograd.grad(loss.sum(), wa)[0] if not bool(last.all()) else None
 
+            xq = quantize(xa.detach())  # (A, 3, H, W) the image as saved
+            logits_q = loop.judge(xq, logits)  # (A, K) the judge's, on the 8-bit image
             probs_q = logits_q.softmax(dim=1)  # (A, K)
             margin_q = logit_margin(logits_q, sub)  # (A,)
-            if trace is None:
-                trace = _Trace(
-                    shown=xq.clone(),
-                    probs=probs_q.clone(),
-                    loss=torch.zeros(n, device=dev),
-                    done=torch.zeros(n, dtype=torch.bool, device=dev),
-                    success=torch.zeros(n, dtype=torch.bool, device=dev),
-                )
             l2sq_q = (xq - x0[act]).flatten(1).pow(2).sum(dim=1)  # (A,)
             found = sub.met(probs_q) & (margin_q <= -kappa)  # (A,)
             stage_found[act] |= found
             better = found & (l2sq_q < best_l2sq[act])  # (A,)
-            ids = act[better]
-            best_l2sq[ids] = l2sq_q[better]
-            best_margin[ids] = margin_q[better]
-            trace.shown[ids] = xq[better]
-            trace.probs[ids] = probs_q[better]
-            trace.success[ids] = True
-            fresh = act[~trace.success[act]]  # no adversarial image yet: show the iterate
-            sel = ~trace.success[act]  # (A,)
-            trace.shown[fresh] = xq[sel]
-            trace.probs[fresh] = probs_q[sel]
-            trace.loss[act] = torch.where(trace.success[act], best_margin[act], margin_q)
+            best_l2sq[act[better]] = l2sq_q[better]
+            # Shown: the best adversarial image so far (its margin as the loss), or the iterate until there is one.
+            loop.record(act[better], xq[better], probs_q[better], margin_q[better], found[better])
+            fresh = ~loop.success[act]  # (A,)
+            loop.record(act[fresh], xq[fresh], probs_q[fresh], margin_q[fresh], found[fresh])
 
             # Adam step (per-sample step count, so each sample's stages are independent of the batch).
             if grad is not None:
@@ -146,12 +135,14 @@ class CarliniWagnerL2(Attack):
                 bc2 = (1 - _BETA2 ** t[ids]).view(-1, 1, 1, 1)  # (R, 1, 1, 1)
                 w[ids] = w[ids] - lr * (m[ids] / bc1) / ((v[ids] / bc2).sqrt() + _ADAM_EPS)
 
-            # End of a stage: its last step, or the loss stalled (checked every tenth of the stage).
-            loss_d = loss.detach()  # (A,)
-            check = stage_step[act] % abort_every == 0  # (A,)
-            stalled = check & (loss_d > prev_loss[act] - 1e-4 * prev_loss[act].abs())  # (A,) fell < 0.01%
-            prev_loss[act[check]] = loss_d[check]
-            end = last | stalled  # (A,)
+            # End of a stage: its last step, or (early_stop only) the loss stalled, checked every tenth of the stage.
+            end = last.clone()  # (A,)
+            if self.early_stop:
+                loss_d = loss.detach()  # (A,)
+                check = stage_step[act] % abort_every == 0  # (A,)
+                stalled = check & (loss_d > prev_loss[act] - 1e-4 * prev_loss[act].abs())  # (A,) fell < 0.01%
+                prev_loss[act[check]] = loss_d[check]
+                end |= stalled
             stage_step[act] += 1
             ids = act[end]
             if len(ids):
@@ -168,8 +159,8 @@ class CarliniWagnerL2(Attack):
                 m[ids] = 0.0
                 v[ids] = 0.0
                 t[ids] = 0.0
-                trace.done[ids[stage[ids] >= stages]] = True
-            yield trace.step(index, x0)
+                loop.finish(ids[stage[ids] >= stages])
+            yield loop.step(index)
             index += 1
-            if bool(trace.done.all()):
+            if loop.all_done:
                 return

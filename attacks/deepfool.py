@@ -10,6 +10,8 @@ Candidates: the top-`candidates` classes of the original image (the paper's own 
 iteration costs one forward and candidates-1 backward passes, whatever the number of classes. Targeted: the target
 is the only candidate, linearised against the best other class of the current image (f = Z_t - max_{j!=t} Z_j).
 A sample stops as soon as its 8-bit image meets the goal; the steps go on past the float boundary until then.
+DeepFool is a minimal-perturbation attack, so early_stop=False changes nothing: there is no budget to spend, and
+stepping on past the boundary only multiplies the L2 (3-12x) without a purpose the algorithm knows of.
 
 With quantize (the default) the model sees the 8-bit image, so a step too small to change it would be computed
 again, identically, at the next iteration: such identical steps are taken at once (the smallest multiple of r that
@@ -24,8 +26,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, Goal, Param, Step, _Trace
-from attacks.metrics import quantize, quantize_ste
+from attacks.base import Attack, Goal, Param, SampleLoop, Step
+from attacks.metrics import quantize_ste
 
 #: Added to every step length (L2, pixel units in [0,1]) so a step never stops exactly on the boundary (authors').
 _NUDGE = 1e-4
@@ -60,45 +62,33 @@ class DeepFool(Attack):
         ),
     )
 
-    def run(self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0) -> Iterator[Step]:
+    def total_steps(self) -> int:
+        return int(self.hparams["steps"])
+
+    def run(
+        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0, judge: nn.Module | None = None
+    ) -> Iterator[Step]:
         self.check_goal(goal)
-        x0 = x.detach()
-        n = x0.shape[0]
-        dev = x0.device
-        steps = int(self.hparams["steps"])
+        loop = SampleLoop(model, x, judge=judge, quantized=self.quantize)
+        x0 = loop.x0
+        steps = self.total_steps()
         overshoot = float(self.hparams["overshoot"])
         xi = x0.clone()  # (N, 3, H, W) float iterate
         r_total = torch.zeros_like(x0)  # (N, 3, H, W)
         cand: Tensor | None = None  # (N, k) candidate classes other than the source (untargeted)
-        trace: _Trace | None = None
         for i in range(steps + 1):
-            act = torch.arange(n, device=dev) if trace is None else (~trace.done).nonzero()[:, 0]
+            act = loop.active()  # (A,)
             sub = goal.subset(act)
             xa = xi[act].requires_grad_(True)  # (A, 3, H, W)
             with torch.enable_grad():
                 logits = model(quantize_ste(xa) if self.quantize else xa)  # (A, K)
-                if self.quantize:
-                    logits_q = logits.detach()  # (A, K) already those of the 8-bit image
-                else:
-                    with torch.no_grad():
-                        logits_q = model(quantize(xa))  # (A, K) the image as saved decides, not the float one
-                probs = logits_q.softmax(dim=1)  # (A, K)
+                judged = loop.judge(xa, logits)  # (A, K) the image as saved decides, not the float one
+                probs = judged.softmax(dim=1)  # (A, K)
                 met = sub.met(probs)  # (A,)
                 if cand is None and not goal.targeted:
                     cand = self._candidates(logits.detach(), goal.source)
-                if trace is None:
-                    trace = _Trace(
-                        shown=quantize(xi),
-                        probs=probs.clone(),
-                        loss=torch.zeros(n, device=dev),
-                        done=torch.zeros(n, dtype=torch.bool, device=dev),
-                        success=torch.zeros(n, dtype=torch.bool, device=dev),
-                    )
-                trace.shown[act] = quantize(xi[act])
-                trace.probs[act] = probs
-                trace.loss[act] = logit_margin(logits_q, sub)
-                trace.success[act] = met
-                stop = met.clone()
+                loop.record(act, xa, probs, logit_margin(judged, sub), met)
+                stop = met.clone()  # also with early_stop=False: see the module docstring
                 if i < steps:
                     cont = (~stop).nonzero()[:, 0]
                     if len(cont):
@@ -108,7 +98,7 @@ class DeepFool(Attack):
                         else:
                             r = self._untargeted_step(xa, logits, cont, sub.source[cont], cand[ids])
                         if self.quantize:
-                            k = self._repeats(x0[ids], r_total[ids], r, trace.shown[ids], overshoot)  # (C,)
+                            k = self._repeats(x0[ids], r_total[ids], r, loop.shown[ids], overshoot)  # (C,)
                             stuck = torch.isinf(k)  # no value can move: every later iteration would be the same
                             stop[cont[stuck]] = True
                             r = r * torch.where(stuck, 1.0, k).view(-1, 1, 1, 1)
@@ -116,9 +106,9 @@ class DeepFool(Attack):
                         xi[ids] = (x0[ids] + (1.0 + overshoot) * r_total[ids]).clamp(0.0, 1.0)
                 else:
                     stop[:] = True
-            trace.done[act[stop]] = True
-            yield trace.step(i, x0)
-            if bool(trace.done.all()):
+            loop.finish(act[stop])
+            yield loop.step(i)
+            if loop.all_done:
                 return
 
     @staticmethod

@@ -1,23 +1,26 @@
 """Running an attack to the end and verifying its result on the 8-bit image, for one image and many targets.
 
 The UI consumes Steps itself; the CLI, experiments and benchmarks call `attack_targets`, which batches the
-targets (one forward/backward for a chunk of targets), exhausts the generators and verifies every result.
+targets (one forward/backward for a chunk of targets), exhausts the generators and verifies every result, and
+`save_result`, which writes the PNGs and verifies the file read back.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
-from attacks.base import Attack, AttackError, Goal, Step
-from attacks.metrics import linf, psnr, quantize, rms, ssim
+from attacks.base import CONFIDENCE, DEFAULT_CONFIDENCE, Attack, AttackError, Goal, Step
+from attacks.metrics import amplified_difference, linf, psnr, quantize, rms, ssim
 from models.classifier import Classifier, pil_to_tensor, tensor_to_pil
 
 
@@ -40,37 +43,56 @@ class Verdict:
 
 @dataclass
 class AttackResult:
-    """One finished attack (one image, one target): what `result.json` holds, plus the images."""
+    """One finished attack (one image, one goal), verified on its 8-bit image by the plain model.
+
+    The one result type of the project: the CLI's result.json, the transfer and robustness experiments and the
+    pages all read it. `to_json` is what result.json holds.
+    """
 
     model: str
     attack: str
     parameters: dict[str, Any]
-    source: dict[str, Any]
-    target: dict[str, Any] | None
-    final: dict[str, Any]
-    success: bool
+    categories: tuple[str, ...] = field(repr=False)
+    source: int
+    source_probability: float
+    target: int | None
+    confidence: float
+    verdict: Verdict
     iterations: int
-    rms_distortion: float
-    linf: float
     seconds: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    original: Image.Image | None = field(default=None, repr=False)
-    adversarial: Image.Image | None = field(default=None, repr=False)
+    original: Image.Image = field(repr=False)
+    adversarial: Image.Image = field(repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.verdict.success
 
     def to_json(self) -> dict[str, Any]:
+        v = self.verdict
         return {
             "model": self.model,
             "attack": self.attack,
             "parameters": self.parameters,
-            "source": self.source,
-            "target": self.target,
-            "final": self.final,
-            "success": self.success,
+            "confidence": self.confidence,
+            "source": {
+                "index": self.source,
+                "label": self.categories[self.source],
+                "probability": self.source_probability,
+            },
+            "target": None if self.target is None else {"index": self.target, "label": self.categories[self.target]},
+            "final": {
+                "index": v.index,
+                "label": v.label,
+                "probability": v.probability,
+                "target_probability": v.target_probability,
+            },
+            "success": v.success,
             "iterations": self.iterations,
-            "rms_distortion": self.rms_distortion,
-            "linf": self.linf,
+            "rms_distortion": v.rms_distortion,
+            "linf": v.linf,
+            "max_change_255": v.max_change_255,
             "seconds": self.seconds,
-            "metrics": self.metrics,
+            "metrics": {"l2": v.l2, "psnr": v.psnr, "ssim": v.ssim, "max_change_255": v.max_change_255},
         }
 
 
@@ -85,8 +107,7 @@ def verify(
 ) -> Verdict:
     """Classify the 8-bit adversarial image (as loaded from its PNG) and measure it against the original.
 
-    Success: targeted - the top class is the target (with at least `confidence`); untargeted - the top class
-    differs from the source.
+    Success is `Goal.met`: the top class is the target (untargeted: not the source) with at least `confidence`.
     """
     return verify_many(model, original, [adversarial], source=source, targets=[target], confidence=confidence)[0]
 
@@ -113,7 +134,8 @@ def verify_many(
     for j, target in enumerate(targets):
         k = int(top[j])
         tp = float(probs[j, target]) if target is not None else None
-        ok = k != source if target is None else k == target and (tp or 0.0) >= confidence
+        tgt = None if target is None else torch.tensor([target], device=probs.device)
+        ok = Goal(torch.tensor([source], device=probs.device), tgt, confidence).met(probs[j : j + 1])[0]
         verdicts.append(
             Verdict(
                 index=k,
@@ -158,23 +180,32 @@ def attack_targets(
     model: Classifier,
     original: Image.Image,
     attack: Attack,
-    targets: list[int] | None,
+    targets: Sequence[int | None] | None,
     *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    attacked: nn.Module | None = None,
     seed: int = 0,
-    confidence: float = 0.0,
     chunk: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_step: Callable[[Step], None] | None = None,
 ) -> list[AttackResult]:
-    """Attack one preprocessed image toward each target (None: one untargeted run), batched in chunks.
+    """Attack the 8-bit model input `original` toward each target ([None] or None: one untargeted run), batched
+    in chunks; the one way to run an attack to the end on an image.
 
-    `original` must already be the model input (see Classifier.preprocess). Every result is verified on its
-    8-bit image. `progress(done, total)` is called after each chunk.
+    `model` is the plain classifier: it gives the source class, judges success and early stopping on the 8-bit
+    image, and verifies every result. The gradient flows through `attacked` when given (an Ensemble, input
+    diversity or an EOT wrapper), else through `model`. `original` must already be the model input (see
+    Classifier.preprocess). `progress(done, total)` is called after each chunk, `on_step(step)` at every Step.
     """
+    confidence = CONFIDENCE.validate(confidence)
+    goals: list[int | None] = list(targets) if targets else [None]
+    if None in goals and len(goals) > 1:
+        raise AttackError("an untargeted run takes no other target")
+    attack.check_targeted(goals[0] is not None)
     x0 = pil_to_tensor(original).to(model.device)  # (1, 3, H, W)
     probs0 = model.probabilities(x0)[0]  # (K,)
     source = int(probs0.argmax())
-    goals: list[int | None] = list(targets) if targets else [None]
-    if any(t == source for t in goals if t is not None):
+    if source in goals:
         raise AttackError(f"the target equals the image's current class ({model.categories[source]})")
     chunk = chunk or default_chunk(model.device)
     results: list[AttackResult] = []
@@ -186,30 +217,25 @@ def attack_targets(
         tgt = None if part[0] is None else torch.tensor(part, device=model.device, dtype=torch.long)
         goal = Goal(src, tgt, confidence)
         start = time.perf_counter()
-        last, finished_at = run_to_end(attack.run(model, x, goal, seed=seed))
+        steps = attack.run(model if attacked is None else attacked, x, goal, seed=seed, judge=model)
+        last, finished_at = run_to_end(steps, on_step)
         seconds = (time.perf_counter() - start) / n  # batch time shared equally
         advs = [tensor_to_pil(quantize(last.x_adv[j : j + 1])) for j in range(n)]
         verdicts = verify_many(model, original, advs, source=source, targets=part, confidence=confidence)
         for j, (t, adv, v) in enumerate(zip(part, advs, verdicts, strict=True)):
             results.append(
                 AttackResult(
-                    model=model.name,
+                    model=getattr(attacked, "name", model.name) if attacked is not None else model.name,
                     attack=attack.name,
-                    parameters={**attack.hparams, "seed": seed, "confidence": confidence},
-                    source={"index": source, "label": model.categories[source], "probability": float(probs0[source])},
-                    target=None if t is None else {"index": t, "label": model.categories[t]},
-                    final={
-                        "index": v.index,
-                        "label": v.label,
-                        "probability": v.probability,
-                        "target_probability": v.target_probability,
-                    },
-                    success=v.success,
+                    parameters={**attack.hparams, "seed": seed, "early_stop": attack.early_stop},
+                    categories=tuple(model.categories),
+                    source=source,
+                    source_probability=float(probs0[source]),
+                    target=t,
+                    confidence=confidence,
+                    verdict=v,
                     iterations=int(finished_at[j]),
-                    rms_distortion=v.rms_distortion,
-                    linf=v.linf,
                     seconds=seconds,
-                    metrics={"l2": v.l2, "psnr": v.psnr, "ssim": v.ssim, "max_change_255": v.max_change_255},
                     original=original,
                     adversarial=adv,
                 )
@@ -217,6 +243,32 @@ def attack_targets(
         if progress is not None:
             progress(min(lo + chunk, len(goals)), len(goals))
     return results
+
+
+def save_png(image: Image.Image, path: Path) -> Image.Image:
+    """Save an 8-bit image as PNG and return it as read back from the file, refusing a file that differs."""
+    image.save(path)
+    with Image.open(path) as saved:
+        back = saved.convert("RGB")
+    if back.tobytes() != image.convert("RGB").tobytes():
+        raise RuntimeError(f"{path} does not read back as the image written")
+    return back
+
+
+def save_result(result: AttackResult, model: Classifier, folder: Path, *, gain: float = 10.0) -> dict[str, Any]:
+    """Write original.png, adversarial.png, difference.png and result.json, and verify the verdict again on the
+    adversarial PNG as read back from disk (the one honest check: the file is what a user gets)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    original = save_png(result.original, folder / "original.png")
+    saved = save_png(result.adversarial, folder / "adversarial.png")
+    again = verify(model, original, saved, source=result.source, target=result.target, confidence=result.confidence)
+    if again.success != result.success or again.index != result.verdict.index:
+        raise RuntimeError("the saved PNG classifies differently from the in-memory 8-bit image")
+    x0, xa = pil_to_tensor(original), pil_to_tensor(saved)  # (1, 3, H, W) each
+    tensor_to_pil(amplified_difference(xa, x0, gain)).save(folder / "difference.png")
+    data = result.to_json()
+    (folder / "result.json").write_text(json.dumps(data, indent=2))
+    return data
 
 
 def summarize(results: list[AttackResult]) -> dict[str, Any]:
@@ -227,7 +279,7 @@ def summarize(results: list[AttackResult]) -> dict[str, Any]:
         "successes": len(ok),
         "success_rate": len(ok) / len(results) if results else 0.0,
         "mean_iterations": float(np.mean([r.iterations for r in results])) if results else 0.0,
-        "mean_rms_distortion": float(np.mean([r.rms_distortion for r in results])) if results else 0.0,
-        "mean_rms_distortion_successful": float(np.mean([r.rms_distortion for r in ok])) if ok else None,
+        "mean_rms_distortion": float(np.mean([r.verdict.rms_distortion for r in results])) if results else 0.0,
+        "mean_rms_distortion_successful": float(np.mean([r.verdict.rms_distortion for r in ok])) if ok else None,
         "seconds": float(sum(r.seconds for r in results)),
     }

@@ -101,9 +101,9 @@ def main() -> None:
     count = args.targets or (999 if device.type == "cuda" else 64)
     targets = [t for t in range(1000) if t != int(source)][:: max(1, 999 // count)][:count]
     relabel = make_attack("relabel")
-    t_batch = timed(lambda: attack_targets(model, original, relabel, targets), device)
-    batched = attack_targets(model, original, relabel, targets)
-    t_loop = timed(lambda: [attack_targets(model, original, relabel, [t]) for t in targets], device)
+    t_batch = timed(lambda: attack_targets(model, original, relabel, targets, confidence=0.0), device)
+    batched = attack_targets(model, original, relabel, targets, confidence=0.0)
+    t_loop = timed(lambda: [attack_targets(model, original, relabel, [t], confidence=0.0) for t in targets], device)
     ok = sum(r.success for r in batched)
     print(f"\nmany-target relabel, {len(targets)} targets of one image (8-bit verified):")
     print(

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from torch import Tensor, nn
 
-from attacks import AttackError
-from experiments.common import check_number, classify, resize_input
+from attacks import AttackError, Param
+from experiments.common import classify, resize_input
 from experiments.wrappers import RandomTransformModel
 from models import Classifier
 
@@ -296,7 +296,7 @@ class EOTConfig:
             ("noise", 64),
             ("jpeg", 1),
         ):
-            check_number(f"EOT {name}", getattr(self, name), 0.0, high)
+            Param(f"EOT {name}", 0.0, 0.0, high).validate(getattr(self, name))
         return self
 
 

@@ -19,14 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import AttackError, Goal
+from attacks import CONFIDENCE, AttackError, Goal, Param
 from attacks.metrics import quantize, rms
 from attacks.relabel import Relabel
-from experiments.common import check_choice, check_number, query_probabilities
+from experiments.common import check_choice, query_probabilities
 
 INITS: tuple[str, ...] = ("gaussian", "uniform", "grey")
 METHODS: tuple[str, ...] = ("gradient", "evolution", "visualize")
 ENCODINGS: tuple[str, ...] = ("tile", "grid")
+#: Steps (gradient, visualize) or generations (evolution) when none are given; evolution: chain mail needs ~110-130.
+DEFAULT_STEPS: dict[str, int] = {"gradient": 300, "evolution": 250, "visualize": 100}
 GAUSSIAN_STD = 0.2  # std of the Gaussian start around mid-grey: visible noise, rarely clipped at 0 or 1
 
 METHOD_TITLES: dict[str, str] = {
@@ -108,7 +110,7 @@ def synthesize_gradient(
 
     Reuses attacks.relabel.Relabel unchanged, so the page shows exactly the engine's iteration. One row per target.
     """
-    confidence = check_number("confidence", confidence, 0.0, 0.9999)
+    confidence = CONFIDENCE.validate(confidence)
     tgt = _targets(model, targets)
     attack = Relabel(step_size=step_size, steps=steps, max_rms=1.0)
     size = int(getattr(model, "input_size", 224))
@@ -180,13 +182,13 @@ def visualize_class(
     Why the logit and not the probability: raising p(target) can be done by lowering every other class; the logit
     has to be earned by the class's own evidence.
     """
-    steps = check_number("steps", steps, 1, 10000, integer=True)
-    step_size = check_number("step_size", step_size, 0.01, 64.0)
-    jitter = check_number("jitter", jitter, 0, 64, integer=True)
-    blur_sigma = check_number("blur_sigma", blur_sigma, 0.0, 5.0)
-    blur_every = check_number("blur_every", blur_every, 0, 1000, integer=True)
-    tv_weight = check_number("tv_weight", tv_weight, 0.0, 1000.0)
-    decay = check_number("decay", decay, 0.0, 0.5)
+    steps = Param("steps", 1, 1, 10000, integer=True).validate(steps)
+    step_size = Param("step_size", 0.01, 0.01, 64.0).validate(step_size)
+    jitter = Param("jitter", 0, 0, 64, integer=True).validate(jitter)
+    blur_sigma = Param("blur_sigma", 0.0, 0.0, 5.0).validate(blur_sigma)
+    blur_every = Param("blur_every", 0, 0, 1000, integer=True).validate(blur_every)
+    tv_weight = Param("tv_weight", 0.0, 0.0, 1000.0).validate(tv_weight)
+    decay = Param("decay", 0.0, 0.0, 0.5).validate(decay)
     tgt = _targets(model, targets)
     size = int(getattr(model, "input_size", 224))
     dev = _device(model)
@@ -254,16 +256,16 @@ def evolve(
     r x r RGB tile repeated over the image (default; CNNs respond strongly to repeated textures, as Nguyen et al.'s
     evolved images show) or an r x r grid upsampled. Queries per generation: population + 1 (the current image).
     """
-    confidence = check_number("confidence", confidence, 0.0, 0.9999)
-    generations = check_number("generations", generations, 1, 100000, integer=True)
-    population = check_number("population", population, 2, 1000, integer=True)
+    confidence = CONFIDENCE.validate(confidence)
+    generations = Param("generations", 1, 1, 100000, integer=True).validate(generations)
+    population = Param("population", 2, 2, 1000, integer=True).validate(population)
     if population % 2:
         raise AttackError(f"population must be even (antithetic pairs), got {population}")
-    sigma = check_number("sigma", sigma, 1e-4, 1.0)
-    learning_rate = check_number("learning_rate", learning_rate, 1e-4, 1.0)
+    sigma = Param("sigma", 1e-4, 1e-4, 1.0).validate(sigma)
+    learning_rate = Param("learning_rate", 1e-4, 1e-4, 1.0).validate(learning_rate)
     check_choice("encoding", encoding, ENCODINGS)
     size = int(getattr(model, "input_size", 224))
-    resolution = check_number("resolution", resolution, 1, size, integer=True)
+    resolution = Param("resolution", 1, 1, size, integer=True).validate(resolution)
     (tgt,) = _targets(model, [target])
     dev = _device(model)
     x0 = (start if start is not None else start_image(init, size, seed=seed)).to(dev)[:1]  # (1, 3, S, S)

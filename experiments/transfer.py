@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from attacks import Attack, AttackError, Step
-from experiments.common import AttackOutcome, attack_image, check_number, classify
+from attacks import DEFAULT_CONFIDENCE, Attack, AttackError, Param, Step
+from attacks.runner import AttackResult, attack_targets
+from experiments.common import classify
 from experiments.wrappers import DiverseInput, Ensemble
 from models import Classifier, load_model, pil_to_tensor
 
@@ -64,7 +65,7 @@ class TransferResult:
 
     source_models: list[str]
     diversity: float
-    outcome: AttackOutcome
+    outcome: AttackResult
     rows: list[EvalRow]
     categories: tuple[str, ...] = field(repr=False)
 
@@ -83,7 +84,7 @@ class TransferResult:
         return {
             "source_models": self.source_models,
             "input_diversity": self.diversity,
-            "attack": self.outcome.to_json(self.categories),
+            "attack": self.outcome.to_json(),
             "evaluations": [r.to_json() for r in self.rows],
             "transfer_rate": self.transfer_rate,
         }
@@ -136,7 +137,7 @@ def attacked_model(members: Sequence[Classifier]) -> Classifier | Ensemble:
 
 def source_class(image: Image.Image, members: Sequence[Classifier]) -> int:
     """The class a transfer run starts from, before running it: the attacked model's (or the ensemble's) top class
-    on `image` preprocessed for the first member - the same input and model that attack_image asks in run_transfer,
+    on `image` preprocessed for the first member - the same input and model that attack_targets asks in run_transfer,
     so a page can refuse a target equal to it before Run."""
     model = attacked_model(members)
     x0 = pil_to_tensor(members[0].preprocess(image)).to(model.device)  # (1, 3, H, W)
@@ -153,8 +154,7 @@ def run_transfer(
     target: int | None,
     diversity: float = 0.0,
     diversity_samples: int = 1,
-    full_budget: bool = False,
-    confidence: float = 0.0,
+    confidence: float = DEFAULT_CONFIDENCE,
     seed: int = 0,
     on_step: Callable[[Step], None] | None = None,
     loader: ModelLoader = load_model,
@@ -163,28 +163,28 @@ def run_transfer(
     of all `source_models`, optionally through input diversity (probability `diversity` per copy), then evaluate
     the saved 8-bit image on every model of `eval_models`.
 
-    full_budget: keep going after the first success (the engine stops there by default); larger budgets and extra
-    steps are what make untargeted perturbations transfer.
+    To keep going after the first success (larger budgets and extra steps are what make untargeted perturbations
+    transfer), build the attack with early_stop=False. Success (and early stopping) is judged by the plain source
+    model(s) on the 8-bit image, never through the input-diversity wrapper.
     """
     if not source_models:
         raise AttackError("choose at least one source model")
     if not eval_models:
         raise AttackError("choose at least one evaluation model")
-    diversity = check_number("input diversity", diversity, 0.0, 1.0)
-    diversity_samples = check_number("diversity samples", diversity_samples, 1, 64, integer=True)
+    diversity = Param("input diversity", 0.0, 0.0, 1.0).validate(diversity)
+    diversity_samples = Param("diversity samples", 1, 1, 64, integer=True).validate(diversity_samples)
     members = [loader(n) for n in source_models]
     evaluators = [loader(n) for n in eval_models]
     plain = attacked_model(members)
     attacked = DiverseInput(plain, prob=diversity, samples=diversity_samples, seed=seed) if diversity else plain
     original = members[0].preprocess(image)
-    outcome = attack_image(
-        attacked,
-        plain,
+    (outcome,) = attack_targets(
+        plain,  # type: ignore[arg-type]
         original,
         attack,
-        target,
+        [target],
+        attacked=attacked,
         confidence=confidence,
-        full_budget=full_budget,
         seed=seed,
         on_step=on_step,
     )

@@ -1,7 +1,7 @@
 """Classifiers that take [0,1] pixels, their registry, class names and Grad-CAM."""
 
 from models.classes import IMAGENET_CATEGORIES, UnknownClassError, class_index, resolve_targets
-from models.classifier import Classifier, ModelSpec, pil_to_tensor, tensor_to_pil
+from models.classifier import Classifier, ModelSpec, is_model_input, pil_to_tensor, tensor_to_pil
 from models.zoo import (
     DEFAULT_MODEL,
     MODELS,
@@ -27,6 +27,7 @@ __all__ = [
     "class_index",
     "default_device",
     "get_spec",
+    "is_model_input",
     "load_model",
     "pil_to_tensor",
     "resolve_targets",

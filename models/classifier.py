@@ -116,7 +116,7 @@ class Classifier(nn.Module):
         pixels the attack set, so classifying the saved file would not test the attack.
         """
         image = image.convert("RGB")
-        if image.size == (self.input_size, self.input_size):
+        if is_model_input(image, self.input_size):
             return image
         w, h = image.size
         scale = self.spec.resize_size / min(w, h)
@@ -129,6 +129,12 @@ class Classifier(nn.Module):
     def to_tensor(self, image: Image.Image) -> Tensor:
         """Preprocess one PIL image -> (1,3,H,W) float in [0,1] on the model's device."""
         return pil_to_tensor(self.preprocess(image)).to(self.device)
+
+
+def is_model_input(image: Image.Image, input_size: int) -> bool:
+    """The one rule for "this image already is a model input": a square of exactly the model's input size (a saved
+    adversarial.png). Any other image, square photos included, gets the model's own resize and centre crop."""
+    return image.size == (input_size, input_size)
 
 
 def pil_to_tensor(image: Image.Image) -> Tensor:

@@ -154,6 +154,62 @@ def test_untargeted_pgd(tmp_path, capsys) -> None:
     assert data["success"] == (data["final"]["index"] != data["source"]["index"])
 
 
+def test_untargeted_success_is_a_confident_flip_not_a_random_start(tmp_path, capsys) -> None:
+    """Regression (issue 7, README's PGD example): chelsea is a near tie (tiger cat / Egyptian cat), so PGD's random
+    start alone flipped it and the CLI reported success at iteration 0. Success now needs the new top class at the
+    default confidence, stated in the JSON."""
+    code, out, _ = run(
+        ["attack", "--image", "chelsea", "--attack", "pgd", "--eps", "4", "--steps", "20", "--out", str(tmp_path)]
+        + ["--json"],
+        capsys,
+    )
+    data = json.loads(out)
+    assert code == 0 and data["confidence"] == 0.9 and data["parameters"]["random_start"] == 1
+    assert data["iterations"] >= 1  # the random start (iteration 0) is not an attack
+    assert data["success"] == (
+        data["final"]["index"] != data["source"]["index"] and data["final"]["probability"] >= 0.9
+    )
+
+
+def test_targeted_success_needs_the_default_confidence(tmp_path, capsys) -> None:
+    """Regression (issue 7 bug 6): `attack --target umbrella` printed SUCCESS at p(umbrella) = 18%. The CLI's default
+    is the pages' 0.9, in the JSON; `--confidence 0` is the paper's top-1 criterion."""
+    code, out, _ = run(
+        ["attack", "--image", "chelsea", "--target", "umbrella", "--steps", "40", "--out", str(tmp_path), "--json"],
+        capsys,
+    )
+    data = json.loads(out)
+    assert code == 0 and data["confidence"] == 0.9
+    assert data["success"] == (data["final"]["index"] == 879 and data["final"]["target_probability"] >= 0.9), data[
+        "final"
+    ]
+    code, out, _ = run(
+        ["attack", "--image", "chelsea", "--target", "umbrella", "--steps", "40", "--confidence", "0"]
+        + ["--out", str(tmp_path / "top1"), "--json"],
+        capsys,
+    )
+    top1 = json.loads(out)
+    assert code == 0 and top1["confidence"] == 0.0 and top1["success"] == (top1["final"]["index"] == 879)
+
+
+def test_classify_and_robustness_read_a_square_photo_alike(tmp_path, capsys) -> None:
+    """Regression (issue 7 bug 7): robustness took any square image whole, classify only one of the input size.
+    One rule (models.is_model_input): the two commands now see the same pixels of a 300x300 photo."""
+    squares = []
+    for sample in ("chelsea", "coffee"):
+        photo = load_image(sample)
+        side = min(photo.size)
+        squares.append(tmp_path / f"{sample}.png")
+        photo.crop((0, 0, side, side)).resize((300, 300)).save(squares[-1])
+    code, out, _ = run(["classify", "--image", str(squares[0]), "--top", "1", "--json"], capsys)
+    top = json.loads(out)["top"][0]
+    argv = ["robustness", "--original", str(squares[1]), "--adversarial", str(squares[0]), "--transforms", "mirror"]
+    code2, out2, _ = run([*argv, "--json"], capsys)
+    assert code == 0 and code2 == 0
+    base = json.loads(out2)["untransformed"]
+    assert base["index"] == top["index"] and base["probability"] == pytest.approx(top["probability"], abs=1e-5)
+
+
 BAD = [
     (["attack", "--model", "resnet5", "--image", "chelsea", "--target", "1", "--out", "X"], "unknown model"),
     (["attack", "--image", "chelsea", "--target", "umbrela", "--out", "X"], "unknown class name 'umbrela'"),
@@ -207,7 +263,7 @@ def test_saved_png_reclassified_not_float(lite0) -> None:
     from attacks.runner import attack_targets
 
     original = lite0.preprocess(load_image("coffee"))
-    (r,) = attack_targets(lite0, original, make_attack("relabel"), [879])
+    (r,) = attack_targets(lite0, original, make_attack("relabel"), [879], confidence=0.0)
     probs = load_model("efficientnet_lite0", device="cpu").probabilities(pil_to_tensor(r.adversarial))[0]
-    assert int(probs.argmax()) == r.final["index"]
-    assert r.success == (r.final["index"] == 879)
+    assert int(probs.argmax()) == r.verdict.index
+    assert r.success == (r.verdict.index == 879)

@@ -361,6 +361,35 @@ def test_cw_smaller_than_deepfool_and_pgd() -> None:
     assert bool((cw_l2 < l2(pgd, x)).all()), (cw_l2, l2(pgd, x))
 
 
+# ---------------------------------------------------------------- full budget (early_stop=False), issue 7 bug 1
+
+
+def test_full_budget_cw_keeps_its_binary_search() -> None:
+    """Regression: "full budget" used to make every stage look failed, so c grew x10 per stage, the L2 doubled and
+    success was reported false for images that fool the model. Now it only turns abort_early off."""
+    model, x, src, ll = setup()
+    goal = Goal(src, ll)
+    normal, ok_n, _ = final_per_sample(run_all(CarliniWagnerL2(steps=50, binary_steps=4), model, x, goal))
+    steps = run_all(CarliniWagnerL2(steps=50, binary_steps=4, early_stop=False), model, x, goal)
+    full, ok_f, _ = final_per_sample(steps)
+    assert len(steps) == 4 * 50  # every step of every stage: the whole budget
+    with torch.no_grad():
+        fooled = model(full).argmax(1) == ll
+    assert bool(ok_n.all()) and torch.equal(ok_f, fooled) and bool(ok_f.all())
+    assert bool((l2(full, x) <= 1.1 * l2(normal, x) + ROUNDING_L2).all()), (l2(full, x), l2(normal, x))
+
+
+@pytest.mark.parametrize("targeted", [True, False], ids=["targeted", "untargeted"])
+def test_full_budget_deepfool_still_stops_at_the_boundary(targeted: bool) -> None:
+    """Regression: DeepFool under "full budget" stepped on past the boundary to 3-12x the L2 of a normal run."""
+    model, x, src, ll = setup()
+    goal = Goal(src, ll if targeted else None)
+    normal, ok_n, _ = final_per_sample(run_all(DeepFool(), model, x, goal))
+    full, ok_f, _ = final_per_sample(run_all(DeepFool(early_stop=False), model, x, goal))
+    assert bool(ok_n.all()) and bool(ok_f.all())
+    assert bool((l2(full, x) <= 1.2 * l2(normal, x) + ROUNDING_L2).all()), (l2(full, x), l2(normal, x))
+
+
 # ---------------------------------------------------------------- cross-check against torchattacks
 
 

@@ -9,6 +9,7 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
+from captum.attr import LayerGradCam
 
 from attacks import Goal, make_attack
 from images import SAMPLES, load_image
@@ -25,7 +26,7 @@ from models import (
     pil_to_tensor,
     resolve_targets,
 )
-from models.gradcam import _Tap, _ViewModel, grad_cam
+from models.gradcam import grad_cam
 from models.views import replace_submodule
 
 
@@ -155,20 +156,25 @@ def test_views_share_weights_and_leave_the_original_alone(lite0) -> None:
 
 
 def test_gradcam_matches_a_hand_computation(lite0, chelsea_input) -> None:
+    """By hand, on an independent copy of the network (none of models.gradcam's view or tap): capture the layer's
+    activation A with a plain hook, d(score)/dA, weights = spatial mean; captum's LayerGradCam on the copy agrees."""
     x = pil_to_tensor(chelsea_input)
     cls = 282
-    # By hand: capture the layer's activation A on a private view, d(score)/dA, weights = spatial mean.
-    tap = _Tap(lite0.net.get_submodule("bn2"))
-    view = _ViewModel(lite0, replace_submodule(lite0.net, "bn2", tap))
+    twin = copy.deepcopy(lite0)  # its own modules and weights: hooking it cannot touch the shared model
+    layer = twin.net.get_submodule(lite0.spec.gradcam_layer)
     store: dict[str, torch.Tensor] = {}
-    tap.map.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    handle = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
     with torch.enable_grad():
         xr = x.clone().requires_grad_(True)
-        score = view(xr)[0, cls]
+        score = twin(xr)[0, cls]
         (grad,) = torch.autograd.grad(score, store["a"])
+    handle.remove()
     a = store["a"].detach()  # (1, 1280, 7, 7)
-    cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))  # (1, 1, 7, 7)
-    cam = F.interpolate(cam, size=(224, 224), mode="bilinear", align_corners=False)[:, 0]
+    small = F.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))  # (1, 1, 7, 7)
+    with torch.enable_grad():
+        theirs = LayerGradCam(twin, layer).attribute(x.clone().requires_grad_(True), target=cls, relu_attributions=True)
+    assert torch.allclose(theirs.detach(), small, rtol=1e-4, atol=1e-6 * float(small.max()))
+    cam = F.interpolate(small, size=(224, 224), mode="bilinear", align_corners=False)[:, 0]
     cam = cam / cam.max()
     ours = grad_cam(lite0, x, cls)
     assert torch.allclose(ours, cam, atol=1e-4)
