@@ -184,6 +184,7 @@ def attack_targets(
     *,
     confidence: float = DEFAULT_CONFIDENCE,
     attacked: nn.Module | None = None,
+    judge: nn.Module | None = None,
     seed: int = 0,
     chunk: int | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -194,7 +195,9 @@ def attack_targets(
 
     `model` is the plain classifier: it gives the source class, judges success and early stopping on the 8-bit
     image, and verifies every result. The gradient flows through `attacked` when given (an Ensemble, input
-    diversity or an EOT wrapper), else through `model`. `original` must already be the model input (see
+    diversity or an EOT wrapper), else through `model`. `judge` replaces `model` only for deciding when a sample
+    may stop (an EOT attack stops when its fixed-view estimate of the expectation is met, see EOT(fixed=True));
+    the verdict is still the plain model's on the saved image. `original` must already be the model input (see
     Classifier.preprocess). `progress(done, total)` is called after each chunk, `on_step(step)` at every Step.
     """
     confidence = CONFIDENCE.validate(confidence)
@@ -217,7 +220,8 @@ def attack_targets(
         tgt = None if part[0] is None else torch.tensor(part, device=model.device, dtype=torch.long)
         goal = Goal(src, tgt, confidence)
         start = time.perf_counter()
-        steps = attack.run(model if attacked is None else attacked, x, goal, seed=seed, judge=model)
+        through = model if attacked is None else attacked
+        steps = attack.run(through, x, goal, seed=seed, judge=model if judge is None else judge)
         last, finished_at = run_to_end(steps, on_step)
         seconds = (time.perf_counter() - start) / n  # batch time shared equally
         advs = [tensor_to_pil(quantize(last.x_adv[j : j + 1])) for j in range(n)]

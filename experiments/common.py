@@ -15,8 +15,13 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from attacks import AttackError
+from attacks import AttackError, Param
 from models import Classifier, pil_to_tensor
+
+
+def check_number(name: str, value: Any, low: float, high: float, *, integer: bool = False) -> int | float:
+    """An experiment's keyword option in [low, high], checked by the project's one range rule (Param.validate)."""
+    return Param(name, low, low, high, integer=integer).validate(value)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:

@@ -351,5 +351,13 @@ def _rand(gen: torch.Generator, m: int, bound: float) -> Tensor:
 class EOT(RandomTransformModel):
     """Expectation over transformation as a model: `samples` random transforms of each input per forward."""
 
-    def __init__(self, model: nn.Module, *, samples: int = 8, config: EOTConfig | None = None, seed: int = 0):
-        super().__init__(model, eot_transform(config or EOTConfig()), samples=samples, seed=seed)
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        samples: int = 8,
+        config: EOTConfig | None = None,
+        seed: int = 0,
+        fixed: bool = False,
+    ):
+        super().__init__(model, eot_transform(config or EOTConfig()), samples=samples, seed=seed, fixed=fixed)

@@ -76,13 +76,19 @@ class RandomTransformModel(nn.Module):
     Each forward draws new transforms from the wrapper's own generator, so a run is reproducible under its seed.
     """
 
-    def __init__(self, model: nn.Module, transform: RandomTransform, *, samples: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self, model: nn.Module, transform: RandomTransform, *, samples: int = 1, seed: int = 0, fixed: bool = False
+    ) -> None:
         super().__init__()
         if not 1 <= samples <= 256:
             raise AttackError(f"samples must be between 1 and 256, got {samples}")
         self.__dict__["_model"] = model  # not a registered submodule: .train()/.to() on the wrapper cannot reach it
         self.transform = transform
         self.samples = int(samples)
+        self.seed = int(seed)
+        #: fixed=True draws the same transforms at every forward: a deterministic estimate of the expectation that
+        #: can judge when an EOT attack may stop, where fresh draws would let it stop on a lucky set of views.
+        self.fixed = bool(fixed)
         self.generator = torch.Generator().manual_seed(seed)
         self.input_size = getattr(model, "input_size", None)
         self.categories = getattr(model, "categories", ())
@@ -95,6 +101,8 @@ class RandomTransformModel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(N,3,H,W) -> (N,K) log of the mean softmax over `samples` random transforms of each image."""
         n = x.shape[0]
+        if self.fixed:
+            self.generator.manual_seed(self.seed)
         xs = self.transform(x.repeat(self.samples, 1, 1, 1), self.generator)  # (S*N, 3, H, W), sample-major
         logp = self._model(xs).log_softmax(-1).view(self.samples, n, -1)  # (S, N, K)
         return torch.logsumexp(logp, dim=0) - math.log(self.samples)  # (N, K)

@@ -83,7 +83,7 @@ with settings:
         "transfers.",
     )
     try:
-        attack = make_attack(attack_name, **params)
+        attack = make_attack(attack_name, early_stop=not full_budget, **params)
     except AttackError as err:
         widgets.error(err)
         attack = None
@@ -132,7 +132,7 @@ def start() -> Iterator[TransferResult]:
             )
     elif ready and attack is not None:
         goal = "targeted" if target is not None else "untargeted"
-        parts = [plans.TransferPart(goal, attack, tuple(sources), target, diversity, full_budget)]
+        parts = [plans.TransferPart(goal, attack, tuple(sources), target, diversity)]
     history = st.session_state.setdefault(HISTORY, [])
     on_step = run.progress(job, run.Draw(progress, run.Throttle(min_interval=0.4)))
     return plans.transfer_runs(

@@ -8,9 +8,8 @@ import torch
 from tinynet import TinyClassifier
 
 from attacks import make_attack
-from attacks.runner import verify
+from attacks.runner import attack_targets, verify
 from experiments import plans
-from experiments.common import attack_image
 from models import pil_to_tensor, tensor_to_pil
 
 
@@ -21,7 +20,8 @@ def test_a_verdict_made_with_a_higher_confidence_is_judged_again_by_the_plain_ru
     g = torch.Generator().manual_seed(3)
     original = tensor_to_pil(torch.randint(0, 256, (1, 3, 16, 16), generator=g).float() / 255)
     target = int(model.probabilities(pil_to_tensor(original))[0].argsort()[-2])  # the runner-up: a few steps away
-    outcome = attack_image(model, model, original, make_attack("bim", eps=16, step_size=1, steps=50), target)
+    attack = make_attack("bim", eps=16, step_size=1, steps=50)
+    (outcome,) = attack_targets(model, original, attack, [target], confidence=0)
     p_target = outcome.verdict.target_probability
     assert outcome.verdict.success and p_target is not None and p_target < 0.9999
     strict = dataclasses.replace(

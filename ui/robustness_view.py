@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from experiments.common import AttackOutcome
+from attacks.runner import AttackResult
 from experiments.robustness import TRANSFORMS, RobustnessReport
 from ui import figures, widgets
 
@@ -27,7 +27,7 @@ def _overview(reports: dict[str, RobustnessReport]) -> dict[str, Any]:
     return figures.still_fooled_bars(counts, COLOURS)
 
 
-def _summary(outcome: AttackOutcome, report: RobustnessReport | None, what: str) -> str:
+def _summary(outcome: AttackResult, report: RobustnessReport | None, what: str) -> str:
     v = outcome.verdict
     ok = "fooled" if v.success else "NOT fooled"
     line = f"**{what}**: the model is {ok} ({v.label}, {v.probability:.0%}) at RMS **{v.rms_distortion:.4f}**"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from attacks import ATTACKS, DEFAULT_ATTACK
+from attacks import ATTACKS, DEFAULT_ATTACK, DEFAULT_CONFIDENCE
 from experiments.lab import LEAST_LIKELY, RANDOM, UNTARGETED
 from images import SAMPLES
 from models import DEFAULT_MODEL, IMAGENET_CATEGORIES, MODELS, UnknownClassError, class_index
@@ -30,7 +30,6 @@ TARGET = "target"
 ATTACK = "attack"
 GAIN = "gain"
 CONFIDENCE = "confidence"  # targeted runs stop once p(target) reaches this on the 8-bit image
-DEFAULT_CONFIDENCE = 0.9  # a convincing verdict in class; 0 is the paper's criterion (the target is top-1)
 SETUP_OPEN = "setup_open"  # the setup panel; Run folds it so the live view moves up into sight
 
 SOURCES = ("Samples", "Upload", "Camera")
@@ -89,20 +88,8 @@ def parse_target(text: str) -> TargetChoice:
 
 
 def _param_value(attack: str, name: str, text: str) -> float | int:
-    param = next((p for p in ATTACKS[attack].params if p.name == name), None)
-    if param is None:
-        raise ValueError(f"attack {attack} has no parameter {name!r}")
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or not param.low <= value <= param.high:
-        raise ValueError(f"it must be between {param.low:g} and {param.high:g}")
-    if param.integer:
-        if value != int(value):
-            raise ValueError("it must be a whole number")
-        return int(value)
-    return value
+    """A link's hyperparameter, checked by the attack's own Param (AttackError is a ValueError)."""
+    return ATTACKS[attack].param(name).parse(text)
 
 
 def init_state() -> None:
