@@ -170,9 +170,9 @@ def report(
             {
                 "group": g,
                 "classes": table[g]["classes"],
-                "modify": table[g]["modify"].rate,
+                "modify": table[g]["modify"].rate if table[g]["modify"].n else None,  # None: no rows from it
                 "modify_n": table[g]["modify"].n,
-                "mimic": table[g]["mimic"].rate,
+                "mimic": table[g]["mimic"].rate if table[g]["mimic"].n else None,
                 "mimic_n": table[g]["mimic"].n,
             }
             for g in present

@@ -75,3 +75,6 @@ def test_report_is_plain_json_with_names():
     assert [g["group"] for g in out["groups"]] == ["cloth", "pet"]  # file order, groups without rows left out
     assert out["group_matrix"] == {"groups": ["cloth", "pet"], "rates": [[None, 0.5], [0.5, 1.0]]}
     assert [p["cap"] for p in out["success_by_cap"]][:2] == [0.001, 0.002]
+    only_toward_cloth = report([r for r in ROWS if r.target == 2], NAMES, class_group=GROUP)
+    cloth = next(g for g in only_toward_cloth["groups"] if g["group"] == "cloth")
+    assert cloth["modify"] is None and cloth["modify_n"] == 0 and cloth["mimic"] == 0.5  # no rows: no rate
