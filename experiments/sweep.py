@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,14 +211,11 @@ def iter_units(
         yield Unit(index, todo, cache)
 
 
-def run_sweep(
-    model: nn.Module, image_set: ImageSet, study: Study, store: SweepStore, *, chunk: int | None = None
-) -> Iterator[Progress]:
-    """Screen and choose the images, then attack every pair not yet in the store, committing unit by unit.
-
-    Closing the generator (Stop, Ctrl-C) or killing the process keeps every committed unit; running the same study
-    on the same store again continues where it stopped.
-    """
+def prepare_sweep(
+    model: nn.Module, image_set: ImageSet, study: Study, store: SweepStore
+) -> Generator[Progress, None, tuple[list[tuple[str, int, int]], set[tuple[str, int]]]]:
+    """Screen and choose the images (kept in the store), plan every pair and yield 'screen' then 'plan' progress;
+    returns (pairs, done pairs). Shared by every engine, so they all attack the same pairs in the same units."""
     if getattr(model, "name", None) != study.model:
         raise AttackError(f"the study is of model {study.model}, not {getattr(model, 'name', type(model).__name__)}")
     known = store.screened()
@@ -242,6 +239,19 @@ def run_sweep(
     count = sum((image_id, t) in done for image_id, _, t in pairs)
     summary = selection_summary(image_set, known, chosen, study.selection.drop_wrong)
     yield Progress("plan", count, len(pairs), message=summary)
+    return pairs, done
+
+
+def run_sweep(
+    model: nn.Module, image_set: ImageSet, study: Study, store: SweepStore, *, chunk: int | None = None
+) -> Iterator[Progress]:
+    """Screen and choose the images, then attack every pair not yet in the store, committing unit by unit.
+
+    Closing the generator (Stop, Ctrl-C) or killing the process keeps every committed unit; running the same study
+    on the same store again continues where it stopped. experiments.sweep_ray.run_sweep_ray is the same on Ray.
+    """
+    pairs, done = yield from prepare_sweep(model, image_set, study, store)
+    count = sum((image_id, t) in done for image_id, _, t in pairs)
     attack = study.make_attack()
     for unit in iter_units(model, image_set, pairs, chunk or default_chunk(model.device), done):
         rows = run_unit(model, unit, study, attack)
