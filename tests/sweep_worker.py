@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import astuple, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from tinynet import TinyClassifier  # noqa: E402
 
 from experiments.imagesets import ImageItem, ImageSet, Selection  # noqa: E402
 from experiments.sweep import Study  # noqa: E402
+from experiments.sweep_store import Row  # noqa: E402
 
 #: Relabel settings that make the tiny sweep fast and give both successes and failures.
 ATTACK_PARAMS = {"step_size": 1.0, "steps": 40}
@@ -53,6 +56,20 @@ def tiny_study(model: TinyClassifier, **changes: object) -> Study:
     }
     fields.update(changes)
     return Study(**fields)  # type: ignore[arg-type]
+
+
+def one_torch_thread() -> Iterator[None]:
+    """A fixture body (tests wrap it with pytest.fixture): one torch thread, as in the worker process and in Ray's
+    workers, so the same float reductions give bit-identical rows to compare."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def rows_key(rows: list[Row]) -> list[tuple]:
+    """Rows without their timing (the one field a rerun may change), in a fixed order."""
+    return [astuple(replace(r, seconds=0.0)) for r in sorted(rows, key=lambda r: (r.image_id, r.target))]
 
 
 def main() -> int:

@@ -10,12 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import astuple, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
-from sweep_worker import tiny_image_set, tiny_study
+from sweep_worker import one_torch_thread, rows_key, tiny_image_set, tiny_study
 from tinynet import TinyClassifier
 
 from attacks import AttackError
@@ -34,18 +33,8 @@ def model() -> TinyClassifier:
     return TinyClassifier()
 
 
-@pytest.fixture()
-def one_thread():
-    """The worker process runs on one thread; the in-process runs it is compared with do the same."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _key(rows: list[Row]) -> list[tuple]:
-    """Rows without their timing, which is the one field a rerun may change."""
-    return [astuple(replace(r, seconds=0.0)) for r in sorted(rows, key=lambda r: (r.image_id, r.target))]
+one_thread = pytest.fixture(one_torch_thread)
+_key = rows_key
 
 
 def _sweep(model: TinyClassifier, db: Path, study: Study | None = None, chunk: int = 2, stop_after: int | None = None):

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import astuple, replace
 from pathlib import Path
 
 import pytest
-import torch
-from sweep_worker import tiny_image_set, tiny_study
+from sweep_worker import one_torch_thread, rows_key, tiny_image_set, tiny_study
 from tinynet import TinyClassifier
 
 from attacks import AttackError
 from experiments.sweep import run_sweep
-from experiments.sweep_store import Row, SweepStore
+from experiments.sweep_store import SweepStore
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray (pip install -r requirements.txt)")
 
@@ -40,17 +38,8 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture()
-def one_thread():
-    """Ray workers run one torch thread here; the local run they are compared with does the same."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _key(rows: list[Row]) -> list[tuple]:
-    return [astuple(replace(r, seconds=0.0)) for r in sorted(rows, key=lambda r: (r.image_id, r.target))]
+one_thread = pytest.fixture(one_torch_thread)
+_key = rows_key
 
 
 def _ray_sweep(db: Path, stop_after: int | None = None, **options):
