@@ -1,0 +1,185 @@
+"""Reading a sweep's rows as the seeds' figures: pure functions, no model, no Streamlit.
+
+* Robinson & Graham (2015, sec. 3.1): the share of (image, target) pairs relabelled at RMS distortion <= 0.01
+  (98.7% on GoogLeNet), here for every cap from 0.001 to 0.03: success at cap c = verified success and rms <= c.
+* Seed 000: per source class the "modify rate" (share of its rows that succeed, toward any target), per target class
+  the "mimic rate" (share of rows toward it that succeed, from any source), their medians (85%), the easiest and
+  hardest classes, the modify-vs-mimic scatter, and the same by WordNet super-category (data/class_groups.json,
+  made by scripts/build_class_groups.py) as a table and a source-group x target-group matrix.
+
+Rates are shares of rows (pairs), as in the seeds; every rate comes with its row count.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from experiments.imagesets import imagenet_wnids
+from experiments.sweep_store import Row
+
+#: Distortion caps of the success-rate curve (RMS, [0,1] pixel units); 0.01 is the paper's.
+CAPS: tuple[float, ...] = (0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03)
+PAPER_CAP = 0.01
+PAPER_SUCCESS = 0.987  # Robinson & Graham sec. 3.1, GoogLeNet
+PAPER_MEAN_RMS = 0.00814  # the paper's mean distortion
+SEED_MEDIAN_MODIFY = 0.85  # seed 000, ResNet
+CLASS_GROUPS_FILE = Path(__file__).resolve().parents[1] / "data" / "class_groups.json"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A share of rows that succeeded, with the count it is a share of."""
+
+    rate: float
+    n: int
+
+
+def _ok(row: Row, cap: float | None) -> bool:
+    return row.success and (cap is None or row.rms <= cap)
+
+
+def _rate(rows: Sequence[Row], cap: float | None) -> Rate:
+    return Rate(sum(_ok(r, cap) for r in rows) / len(rows) if rows else 0.0, len(rows))
+
+
+def success_by_cap(rows: Sequence[Row], caps: Iterable[float] = CAPS) -> list[tuple[float, float]]:
+    """(cap, share of all rows that succeed with rms <= cap) for each cap: the paper's 98.7% is the 0.01 point."""
+    return [(cap, _rate(rows, cap).rate) for cap in caps]
+
+
+def _by(rows: Iterable[Row], key: str, cap: float | None) -> dict[Any, Rate]:
+    groups: dict[Any, list[Row]] = defaultdict(list)
+    for r in rows:
+        groups[getattr(r, key)].append(r)
+    return {k: _rate(v, cap) for k, v in sorted(groups.items())}
+
+
+def modify_rates(rows: Iterable[Row], cap: float | None = None) -> dict[int, Rate]:
+    """Per source class: how often its images could be made into another class (seed 000's left histogram)."""
+    return _by(rows, "source", cap)
+
+
+def mimic_rates(rows: Iterable[Row], cap: float | None = None) -> dict[int, Rate]:
+    """Per target class: how often images of other classes could be made to look like it (the right histogram)."""
+    return _by(rows, "target", cap)
+
+
+def ranked(rates: dict[Any, Rate], k: int = 5) -> tuple[list[tuple[Any, Rate]], list[tuple[Any, Rate]]]:
+    """(easiest k, hardest k): highest rates first / lowest first; ties by key, so the order is stable."""
+    items = sorted(rates.items(), key=lambda kv: (-kv[1].rate, kv[0]))
+    return items[:k], sorted(rates.items(), key=lambda kv: (kv[1].rate, kv[0]))[:k]
+
+
+def modify_vs_mimic(rows: Sequence[Row], cap: float | None = None) -> list[tuple[int, float, float]]:
+    """(class, modify rate, mimic rate) for classes that are both a source and a target: the scatter plot."""
+    modify, mimic = modify_rates(rows, cap), mimic_rates(rows, cap)
+    return [(c, modify[c].rate, mimic[c].rate) for c in sorted(modify.keys() & mimic.keys())]
+
+
+def summary(rows: Sequence[Row], cap: float | None = None) -> dict[str, Any]:
+    """The closing note's figures: success rate, mean distortion and iterations, median modify and mimic rates."""
+    ok = [r for r in rows if _ok(r, cap)]
+    modify, mimic = modify_rates(rows, cap), mimic_rates(rows, cap)
+    return {
+        "rows": len(rows),
+        "images": len({r.image_id for r in rows}),
+        "successes": len(ok),
+        "success_rate": len(ok) / len(rows) if rows else 0.0,
+        "mean_rms_successful": statistics.fmean(r.rms for r in ok) if ok else None,
+        "mean_iterations": statistics.fmean(r.iterations for r in rows) if rows else None,
+        "median_modify_rate": statistics.median(v.rate for v in modify.values()) if modify else None,
+        "median_mimic_rate": statistics.median(v.rate for v in mimic.values()) if mimic else None,
+        "seconds": sum(r.seconds for r in rows),
+    }
+
+
+@lru_cache(maxsize=4)
+def load_class_groups(path: str | Path = CLASS_GROUPS_FILE) -> tuple[tuple[str, ...], dict[int, str]]:
+    """(groups in their file order, ImageNet class index -> group) from data/class_groups.json."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    by_wnid: dict[str, str] = data["classes"]
+    return tuple(data["groups"]), {i: by_wnid[wnid] for i, wnid in enumerate(imagenet_wnids())}
+
+
+def group_rates(
+    rows: Sequence[Row], class_group: dict[int, str], cap: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per group: modify rate (rows from its classes), mimic rate (rows toward them), and how many classes of the
+    group the rows touch. Groups with no rows are left out."""
+    src: dict[str, list[Row]] = defaultdict(list)
+    tgt: dict[str, list[Row]] = defaultdict(list)
+    classes: dict[str, set[int]] = defaultdict(set)
+    for r in rows:
+        src[class_group[r.source]].append(r)
+        tgt[class_group[r.target]].append(r)
+        classes[class_group[r.source]].add(r.source)
+        classes[class_group[r.target]].add(r.target)
+    return {
+        g: {"modify": _rate(src[g], cap), "mimic": _rate(tgt[g], cap), "classes": len(classes[g])}
+        for g in sorted(classes)
+    }
+
+
+def group_matrix(
+    rows: Sequence[Row], class_group: dict[int, str], groups: Sequence[str], cap: float | None = None
+) -> list[list[Rate | None]]:
+    """matrix[i][j]: success rate of rows from group i toward group j (None where there are no such rows)."""
+    cells: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in rows:
+        cells[class_group[r.source], class_group[r.target]].append(r)
+    return [[_rate(cells[a, b], cap) if (a, b) in cells else None for b in groups] for a in groups]
+
+
+def report(
+    rows: Sequence[Row],
+    categories: Sequence[str],
+    *,
+    class_group: dict[int, str] | None = None,
+    groups: Sequence[str] | None = None,
+    cap: float | None = None,
+    k: int = 5,
+) -> dict[str, Any]:
+    """Everything `cli.py report --json` prints, as plain JSON-able values (class names beside indices)."""
+
+    def named(items: list[tuple[int, Rate]]) -> list[dict[str, Any]]:
+        return [{"class": c, "name": categories[c], "rate": v.rate, "n": v.n} for c, v in items]
+
+    modify, mimic = modify_rates(rows, cap), mimic_rates(rows, cap)
+    easy_modify, hard_modify = ranked(modify, k)
+    easy_mimic, hard_mimic = ranked(mimic, k)
+    out: dict[str, Any] = {
+        "summary": summary(rows, cap),
+        "success_by_cap": [{"cap": c, "rate": r} for c, r in success_by_cap(rows)],
+        "easiest_to_modify": named(easy_modify),
+        "hardest_to_modify": named(hard_modify),
+        "easiest_to_mimic": named(easy_mimic),
+        "hardest_to_mimic": named(hard_mimic),
+    }
+    if class_group is not None:
+        order = list(groups) if groups is not None else sorted(set(class_group.values()))
+        table = group_rates(rows, class_group, cap)
+        present = [g for g in order if g in table]
+        out["groups"] = [
+            {
+                "group": g,
+                "classes": table[g]["classes"],
+                "modify": table[g]["modify"].rate if table[g]["modify"].n else None,  # None: no rows from it
+                "modify_n": table[g]["modify"].n,
+                "mimic": table[g]["mimic"].rate if table[g]["mimic"].n else None,
+                "mimic_n": table[g]["mimic"].n,
+            }
+            for g in present
+        ]
+        matrix = group_matrix(rows, class_group, present, cap)
+        out["group_matrix"] = {
+            "groups": present,
+            "rates": [[None if cell is None else cell.rate for cell in line] for line in matrix],
+        }
+    return out

@@ -1,0 +1,192 @@
+"""The sweep engine and its store: resume after Stop or kill -9 gives exactly the uninterrupted rows, no duplicates,
+another study's or another program's database is refused with one line, and rows agree with the attack runner."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sweep_worker import one_torch_thread, rows_key, tiny_image_set, tiny_study
+from tinynet import TinyClassifier
+
+from attacks import AttackError
+from attacks.runner import attack_targets
+from experiments.imagesets import Selection
+from experiments.sweep import Study, iter_units, plan_pairs, run_sweep, run_unit
+from experiments.sweep_store import Row, StoreError, SweepStore
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "sweep_worker.py"
+_COUNT = "SELECT COUNT(*), COUNT(DISTINCT image_id || '/' || target) FROM rows"
+
+
+@pytest.fixture(scope="module")
+def model() -> TinyClassifier:
+    return TinyClassifier()
+
+
+one_thread = pytest.fixture(one_torch_thread)
+_key = rows_key
+
+
+def _sweep(model: TinyClassifier, db: Path, study: Study | None = None, chunk: int = 2, stop_after: int | None = None):
+    study = study or tiny_study(model)
+    seen = []
+    with SweepStore.open(db, study.params()) as store:
+        sweep = run_sweep(model, tiny_image_set(model), study, store, chunk=chunk)
+        for progress in sweep:
+            seen.append(progress)
+            if stop_after is not None and sum(p.stage == "attack" for p in seen) >= stop_after:
+                sweep.close()  # what Stop or Ctrl-C does to the generator
+                break
+        return seen, store.rows()
+
+
+def test_sweep_rows_are_complete_verified_and_leave_out_the_wrong_image(model, tmp_path, one_thread):
+    seen, rows = _sweep(model, tmp_path / "a.db")
+    plan = next(p for p in seen if p.stage == "plan")
+    assert "left out 1 that the model already gets wrong" in plan.message
+    assert plan.done == 0 and plan.total == 5 * 9  # five kept images, each toward the nine other classes
+    assert seen[-1].done == seen[-1].total == len(rows) == 45
+    assert len({(r.image_id, r.target) for r in rows}) == 45
+    assert "img5" not in {r.image_id for r in rows}  # labelled with a class the model does not give it
+    assert all(r.source != r.target for r in rows)
+    assert 0 < sum(r.success for r in rows) < len(rows)
+    for r in rows:  # a success is the target on top within the cap; a failure is not
+        assert r.success == (r.final_class == r.target and r.rms <= 0.03)
+        assert 0.0 <= r.linf and r.rms <= r.linf + 1e-9
+
+
+def test_keeping_wrong_images_attacks_them_from_their_true_label(model, tmp_path, one_thread):
+    study = tiny_study(model, selection=Selection(drop_wrong=False))
+    _, rows = _sweep(model, tmp_path / "b.db", study)
+    wrong = [r for r in rows if r.image_id == "img5"]
+    label = tiny_image_set(model).items[5].label
+    assert len(wrong) == 9 and {r.source for r in wrong} == {label}
+
+
+def test_rows_agree_with_the_attack_runner(model, one_thread):
+    """The same image toward the same targets through attacks.runner.attack_targets (which verifies each PIL
+    image it saves) gives the same verdicts, iterations and distortions."""
+    study = tiny_study(model)
+    image_set = tiny_image_set(model)
+    item = image_set.items[0]
+    targets = [t for t in range(10) if t != item.label]
+    unit = next(iter_units(model, image_set, plan_pairs([_screened(item)], targets), chunk=9))
+    rows = run_unit(model, unit, study)
+    results = attack_targets(model, image_set.load(item), study.make_attack(), targets, chunk=9)
+    assert [r.success for r in rows] == [a.success for a in results]
+    assert [r.iterations for r in rows] == [a.iterations for a in results]
+    assert [r.rms for r in rows] == pytest.approx([a.rms_distortion for a in results], abs=1e-6)
+    assert [r.final_class for r in rows] == [a.final["index"] for a in results]
+
+
+def _screened(item):
+    from experiments.imagesets import Screened
+
+    return Screened(item.id, item.label, item.label)
+
+
+def test_stop_and_resume_gives_the_uninterrupted_rows(model, tmp_path, one_thread):
+    _, full = _sweep(model, tmp_path / "full.db")
+    _, partial = _sweep(model, tmp_path / "part.db", stop_after=3)
+    assert len(partial) == 6
+    seen, resumed = _sweep(model, tmp_path / "part.db")
+    plan = next(p for p in seen if p.stage == "plan")
+    assert plan.done == 6  # nothing finished is recomputed
+    assert not any(p.stage == "screen" for p in seen)  # the screening is kept too
+    assert _key(resumed) == _key(full)
+
+
+def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_rows(model, tmp_path, one_thread):
+    db = tmp_path / "killed.db"
+    rng = random.Random(int(time.time()))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    counts = []
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), str(db), "--chunk", "2", "--pause", "0.02"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(rng.randint(3, 8)):  # screen, plan, then at least one committed unit
+            if not proc.stdout.readline():
+                break
+        time.sleep(rng.uniform(0.0, 0.04))  # within a unit, its commit or the pause after it
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        with sqlite3.connect(db) as conn:
+            count, distinct = conn.execute(_COUNT).fetchone()
+        conn.close()
+        assert count == distinct
+        counts.append((proc.returncode, count))
+    assert any(code == -signal.SIGKILL and 0 < count < 45 for code, count in counts), counts
+    seen, resumed = _sweep(model, db)
+    assert next(p for p in seen if p.stage == "plan").done == count
+    _, full = _sweep(model, tmp_path / "full.db")
+    assert len(resumed) == 45 and _key(resumed) == _key(full)
+
+
+def test_a_database_of_another_study_is_refused_with_one_line(model, tmp_path):
+    db = tmp_path / "s.db"
+    SweepStore.open(db, tiny_study(model).params()).close()
+    SweepStore.open(db, tiny_study(model).params()).close()  # the same parameters: welcome back
+    with pytest.raises(StoreError) as info:
+        SweepStore.open(db, tiny_study(model, max_rms=0.02, targets="random:3").params())
+    message = str(info.value)
+    assert "\n" not in message and "use another --db or the same parameters" in message
+    assert "differs in: attack_params, targets, max_rms" in message and "tiny0" in message
+
+
+def test_a_database_of_another_program_is_refused_with_one_line(model, tmp_path):
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database at all, just some text that is long enough to have a header\n" * 20)
+    for path in (other, text):
+        for opener in (lambda p: SweepStore.open(p, tiny_study(model).params()), SweepStore.read):
+            with pytest.raises(StoreError) as info:
+                opener(path)
+            assert "\n" not in str(info.value) and "not a sweep" in str(info.value)
+    with pytest.raises(StoreError, match="no database file"):
+        SweepStore.read(tmp_path / "missing.db")
+
+
+def test_rows_are_never_duplicated(model, tmp_path):
+    row = Row("img0", 1, 2, True, 3, 0.004, 0.01, 0.9, 2, 0.1)
+    with SweepStore.open(tmp_path / "d.db", tiny_study(model).params()) as store:
+        assert store.add_rows([row]) == 1
+        assert store.add_rows([row, replace(row, target=3)]) == 1
+        assert store.rows() == [row, replace(row, target=3)]
+
+
+def test_targets_and_parameters_are_checked(model):
+    categories = model.categories
+    assert tiny_study(model).target_classes(categories) == tuple(range(10))
+    fixed = tiny_study(model, targets="random:3").target_classes(categories)
+    assert len(fixed) == 3 and fixed == tiny_study(model, targets="random:3").target_classes(categories)
+    assert tiny_study(model, targets="class3, 7,class3").target_classes(categories) == (3, 7)
+    for bad in ("random:0", "random:11", " , "):
+        with pytest.raises(AttackError):
+            tiny_study(model, targets=bad).target_classes(categories)
+    with pytest.raises(AttackError, match="max_rms"):
+        tiny_study(model, max_rms=0.0)
+    with pytest.raises(AttackError, match="differs from the study's cap"):
+        tiny_study(model, attack_params={"max_rms": 0.05})
+    with pytest.raises(AttackError, match="steps"):
+        tiny_study(model, attack_params={"steps": 0})
+    params = tiny_study(model, confidence=0.5).params()
+    assert params["attack_params"]["max_rms"] == 0.03 and params["criterion"] == "top1,p>=0.5"
+    assert Study.from_params(params) == tiny_study(model, confidence=0.5, attack_params=params["attack_params"])
