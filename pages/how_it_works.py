@@ -132,6 +132,7 @@ with digits:
     run.drive(
         train_job,
         lambda: explainers_view.training_work(train_job, epochs, train_eps, train_seed),
-        run.Draw(lambda p: bar.progress(p.fraction, text=explainers_view.training_text(p))),
+        run.Draw(lambda done: bar.progress(done[0], text=done[1])),
     )
     run.show_notes(train_job)
+    explainers_view.show_training(train_job)

@@ -25,6 +25,7 @@ REJECT_SEED = 1000
 MAX_NOISE_SEED = 999
 ROBUST_EPS, ROBUST_EPOCHS = float(digits.ROBUST["eps"]), int(digits.ROBUST["epochs"])
 TEST_DIGITS = 450  # the test split's size: the "Test digit #" input's range
+MEASURE_EPOCHS = 2  # the PGD curve of a network trained on the page costs about two epochs of training
 
 # ------------------------------------------------------------------------------------------- 1. linear models
 
@@ -177,8 +178,8 @@ def committed_curve(kind: str) -> list[tuple[float, float]]:
 def curves_figure(job: Job) -> dict[str, Any]:
     """The committed networks' accuracy curves, and the one the training job left (once it has ended)."""
     curves = {"standard": committed_curve("standard"), f"robust (PGD ε={ROBUST_EPS:g})": committed_curve("robust")}
-    if (trained := trained_curve(job)) is not None:
-        curves["trained just now"] = trained
+    if not job.busy and job.data.get("curve"):
+        curves["trained just now"] = job.data["curve"]
     eps = [e for e, _ in next(iter(curves.values()))]
     return figures.lines(
         eps,
@@ -203,28 +204,34 @@ def side_by_side(index: int, eps: float) -> None:
         col.plotly_chart(figures.digit_image(d.adversarial, title), key=f"how.{kind}")
 
 
-def training_work(job: Job, epochs: int, eps: float, seed: int) -> Iterator[digits.TrainProgress]:
-    """The train job's work: the network after every batch is kept in job.data (a Stop keeps it as it is)."""
+def training_work(job: Job, epochs: int, eps: float, seed: int) -> Iterator[tuple[float, str]]:
+    """The train job's work, as (fraction done, text) for the progress bar: train (the network after every batch
+    is kept in job.data), then measure its accuracy under PGD one epsilon at a time (each point kept as measured).
+    A Stop keeps what finished: the network as it was, and the points of the curve measured so far."""
+    total = epochs + MEASURE_EPOCHS  # measuring the curve costs about as much as two epochs of training
     for p in digits.train(epochs=epochs, eps=eps, seed=seed):
         job.data["net"] = p.net
-        job.data["stopped"] = (
-            f"Stopped in epoch {p.epoch}/{p.epochs} after batch {p.batch}: the curve is the network as it was then."
+        job.data["stopped"] = f"Stopped in epoch {p.epoch}/{p.epochs} after batch {p.batch}; the network is kept."
+        yield (
+            p.fraction * epochs / total,
+            (
+                f"Epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}: loss {p.loss:.3f}, "
+                f"batch accuracy {p.accuracy:.0%}, {p.elapsed:.0f} s"
+            ),
         )
-        yield p
+    net = digits.frozen(job.data["net"])
+    curve: list[tuple[float, float]] = job.data.setdefault("curve", [])
+    for i, e in enumerate(digits.EPS_GRID, 1):
+        curve.append((e, digits.robust_accuracy(net, e)))
+        job.data["stopped"] = f"Stopped while measuring: the curve has the {i} epsilons measured so far."
+        yield (epochs + MEASURE_EPOCHS * i / len(digits.EPS_GRID)) / total, f"Measured ε = {e:g}: {curve[-1][1]:.0%}"
 
 
-def training_text(p: digits.TrainProgress) -> str:
-    return (
-        f"Epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}: loss {p.loss:.3f}, "
-        f"batch accuracy {p.accuracy:.0%}, {p.elapsed:.0f} s"
-    )
-
-
-def trained_curve(job: Job) -> list[tuple[float, float]] | None:
-    """The accuracy curve of the network an ended training left in job.data, measured once and kept there."""
-    if job.busy or "net" not in job.data:
-        return None
-    if "curve" not in job.data:
-        with st.spinner("Measuring the new network under PGD…"):
-            job.data["curve"] = digits.accuracy_curve(digits.frozen(job.data["net"]))
-    return job.data["curve"]
+def show_training(job: Job) -> None:
+    """After a training stopped before its curve: what the network it left reads of the test digits."""
+    if not job.busy and "net" in job.data and not job.data.get("curve"):
+        accuracy = digits.held_out_accuracy(job.data["net"])
+        st.caption(
+            f"When stopped, the network read {accuracy:.1%} of the test digits (no PGD curve: it is measured "
+            "after the last epoch)."
+        )
