@@ -12,7 +12,7 @@ from ui import explainers_view, run
 
 K = "how."
 GROW, TRAIN = K + "grow.", K + "train."  # the two live jobs' prefixes: Run pins the settings under each
-for _key, _value in ((GROW + "digit", 7), (GROW + "seed", 0), (TRAIN + "epochs", explainers_view.ROBUST_EPOCHS)):
+for _key, _value in ((GROW + "digit", 7), (GROW + "seed", 0), (TRAIN + "epochs", explainers_view.LIVE_EPOCHS)):
     st.session_state.setdefault(_key, _value)  # never value=: Run's on_click re-assigns the settings
 st.session_state.setdefault(TRAIN + "eps", explainers_view.ROBUST_EPS)
 grow_job, train_job = run.job(GROW + "job"), run.job(TRAIN + "job")
@@ -122,7 +122,10 @@ with digits:
     c1, c2 = st.columns(2)
     index = int(c1.number_input("Test digit #", 0, explainers_view.TEST_DIGITS - 1, 0, key=K + "index"))
     explainers_view.side_by_side(index, c2.slider("PGD ε", 0.0, 0.3, 0.2, 0.05, key=K + "attack_eps"))
-    st.markdown("**Train it yourself** (PGD examples in every batch; about half a minute on one CPU core).")
+    st.markdown(
+        f"**Train it yourself** (PGD examples in every batch, a few seconds an epoch on one CPU core; the committed "
+        f"robust network had {explainers_view.ROBUST_EPOCHS} epochs)."
+    )
     c1, c2, c3 = st.columns(3)
     epochs = c1.slider("Epochs", 1, 60, key=TRAIN + "epochs", disabled=busy)
     train_eps = c2.slider("Training ε", 0.0, 0.3, step=0.05, key=TRAIN + "eps", disabled=busy)

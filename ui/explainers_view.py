@@ -25,6 +25,7 @@ REJECT_SEED = 1000
 MAX_NOISE_SEED = 999
 ROBUST_EPS, ROBUST_EPOCHS = float(digits.ROBUST["eps"]), int(digits.ROBUST["epochs"])
 TEST_DIGITS = 450  # the test split's size: the "Test digit #" input's range
+LIVE_EPOCHS = 10  # the live training's default: about half a minute on an idle core (the committed one had 30)
 MEASURE_EPOCHS = 2  # the PGD curve of a network trained on the page costs about two epochs of training
 
 # ------------------------------------------------------------------------------------------- 1. linear models
@@ -201,7 +202,7 @@ def side_by_side(index: int, eps: float) -> None:
         d = attacked_digit(kind, index, eps)
         guess = int(d.probs_after.argmax())
         title = f"{kind}: a {d.label} seen as {guess} ({d.probs_after[guess]:.0%})"
-        col.plotly_chart(figures.digit_image(d.adversarial, title), key=f"how.{kind}")
+        col.plotly_chart(figures.digit_image(d.adversarial, title), key=f"how.{kind}", config={"displayModeBar": False})
 
 
 def training_work(job: Job, epochs: int, eps: float, seed: int) -> Iterator[tuple[float, str]]:
