@@ -92,6 +92,7 @@ def test_committed_digits_weights_reach_their_recorded_accuracy():
     for kind in ("standard", "robust"):
         acc = D.accuracy(D.load_network(kind), split.x_test, split.y_test)
         assert acc == pytest.approx(info[kind]["test_accuracy"], abs=1e-4)
+        assert D.held_out_accuracy(D.load_network(kind)) == acc
     assert info["standard"]["test_accuracy"] > 0.97
 
 
@@ -153,24 +154,34 @@ def test_page_renders_every_section():
     assert metrics["p(class 1) before"] == "0.0474" and metrics["p(class 1) after"] == "0.88"
     assert any("Iterated: class" in s.value for s in at.success)
     assert any("straight step" in i.value for i in at.info)
-    at.toggle(key="how.retrained").set_value(True).run()
+    at.toggle(key="how.grow.retrained").set_value(True).run()
     assert not at.exception, [e.message for e in at.exception]
     assert any("rejects" in c.value for c in at.caption)
 
 
 def test_page_live_parts_run():
-    """Grow a fooling image, then train for one epoch: the new network's curve joins the chart."""
+    """Grow a fooling image, then train for one epoch, each through ui.run's Run button: the image reaches
+    99.99%, the new network's curve joins the chart, and both jobs end usable."""
     import json
 
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file("../pages/how_it_works.py", default_timeout=60).run()
-    at.button(key="how.grow").click().run()
+    at = AppTest.from_file("../pages/how_it_works.py", default_timeout=120).run()
+    assert any("Press **Run**" in i.value for i in at.info)
+    at.button(key="how.grow.run").click().run()
     assert not at.exception, [e.message for e in at.exception]
-    assert at.session_state["how.fool"]["done"] and at.session_state["how.fool"]["last"]["ok"]
-    at.slider(key="how.epochs").set_value(1)
-    at.slider(key="how.train_eps").set_value(0.0).run()
-    at.button(key="how.train_go").click().run()
+    grow = at.session_state["how.grow.job"]
+    assert grow.status == "finished" and grow.data["frame"].reached and grow.data["digit"] == 7
+    assert grow.data["frame"].probs[7] >= 0.9999
+    assert any("reached" in m.value for m in at.markdown if m.value.startswith("**Step"))
+    at.slider(key="how.train.epochs").set_value(1)
+    at.slider(key="how.train.eps").set_value(0.0).run()
+    at.button(key="how.train.run").click().run()
     assert not at.exception, [e.message for e in at.exception]
+    train = at.session_state["how.train.job"]
+    assert train.status == "finished" and not at.button(key="how.train.run").disabled
+    assert at.button(key="how.train.stop").disabled
     names = [d.get("name") for c in at.get("plotly_chart") for d in json.loads(c.proto.spec)["data"]]
     assert "trained just now" in names
+    curve = train.data["curve"]
+    assert curve[0][0] == 0.0 and curve[0][1] > 0.5  # one epoch of plain training: far above chance (10%)

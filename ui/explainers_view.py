@@ -1,224 +1,92 @@
-"""Streamlit glue of the "How it works" page: cached computations from experiments.explainers, Plotly figures as
-dicts, and the one live loop (grow a fooling image, train a network) with a progress bar and Stop.
+"""Streamlit glue of the "How it works" page: cached computations from experiments.explainers (plain arguments,
+plain results), the figures they feed (built in ui.figures), and the two live jobs' work and drawing, which
+ui.run drives (grow a fooling digit from noise; adversarial training with a progress bar and Stop).
 
-The page imports no torch; everything that touches a tensor is here or in experiments/.
+No tensor work here: experiments.explainers returns numpy arrays and numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import streamlit as st
-import torch
 
-from experiments.explainers import boundary as B
-from experiments.explainers import digits as D
-from experiments.explainers import linear as L
-from ui import experiments_view as V
-from ui import figures
+from experiments.explainers import boundary, digits, linear
+from images import load_image
+from ui import figures, loaders, widgets
+from ui.run import Job
 
-FONT = figures.FONT
-BLUE, RED, GREY, GREEN = figures.SOURCE_COLOUR, figures.TARGET_COLOUR, figures.OTHER_COLOUR, figures.RMS_COLOUR
-LAYOUT = {"font": FONT, "margin": {"l": 10, "r": 10, "t": 40, "b": 30}}
+START_X, START_Y = (-1.5, 2.5), (-1.0, 1.5)  # the start sliders' ranges (step 0.05)
+#: Noise seeds of the retraining set (1000 and 1001), outside the page's noise seeds (0..999): a fooling image grown
+#: on the page never starts from noise the retrained network was shown.
+REJECT_SEED = 1000
+MAX_NOISE_SEED = 999
+ROBUST_EPS, ROBUST_EPOCHS = float(digits.ROBUST["eps"]), int(digits.ROBUST["epochs"])
+TEST_DIGITS = 450  # the test split's size: the "Test digit #" input's range
+LIVE_EPOCHS = 10  # the live training's default: about half a minute on an idle core (the committed one had 30)
+MEASURE_EPOCHS = 2  # the PGD curve of a network trained on the page costs about two epochs of training
 
 # ------------------------------------------------------------------------------------------- 1. linear models
 
 
-def logistic(nudge: float) -> tuple[L.LogisticNudge, dict[str, Any]]:
-    """Seed 001's example and its figure: one bar per input (w_i * dx_i) and the running score they add up to."""
-    r = L.logistic_nudge(nudge)
-    names = [f"x{i}" for i in range(len(r.x))]
-    running = r.score_before + np.cumsum(r.contributions)
-    fig = {
-        "data": [
-            {"type": "bar", "name": "w_i · dx_i", "x": names, "y": r.contributions.tolist(), "marker": {"color": RED}},
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": "score W·x so far",
-                "x": ["start", *names],
-                "y": [r.score_before, *running.tolist()],
-                "line": {"color": BLUE, "width": 3},
-            },
-        ],
-        "layout": {
-            **LAYOUT,
-            "title": {"text": "Each input adds a little; together they cross 0 (p = 0.5)"},
-            "height": 340,
-            "xaxis": {"categoryorder": "array", "categoryarray": ["start", *names]},
-            "yaxis": {"title": {"text": "score"}, "zeroline": True, "zerolinewidth": 2},
-            "legend": {"orientation": "h", "y": -0.2},
-        },
-    }
-    return r, fig
+def logistic(nudge: float) -> tuple[linear.LogisticNudge, dict[str, Any]]:
+    """Seed 001's example for one nudge size and its figure."""
+    r = linear.logistic_nudge(nudge)
+    return r, figures.contributions_figure(r.contributions, r.score_before)
 
 
-def scale(eps_255: float, n_dims: int) -> tuple[L.ScaleArgument, dict[str, Any]]:
+def scale(eps_255: float, n_dims: int) -> tuple[linear.ScaleArgument, dict[str, Any]]:
     """The same sum at image scale: score change vs the number of dimensions, at a fixed per-pixel change."""
-    curve = L.scale_curve(eps_255)
-    here = L.scale_argument(n_dims, eps_255)
-    dims = [c.n_dims for c in curve]
+    curve = linear.scale_curve(eps_255)
+    here = linear.scale_argument(n_dims, eps_255)
     series = {
-        "along sign(w): grows like n": ([c.aligned_change for c in curve], RED),
-        "random signs: grows like √n": ([c.random_change for c in curve], GREY),
-        "per-pixel change (what you see)": ([c.eps for c in curve], GREEN),
+        "aligned": [c.aligned_change for c in curve],
+        "random": [c.random_change for c in curve],
+        "pixel": [c.eps for c in curve],
     }
-    data = [
-        {"type": "scatter", "mode": "lines", "name": k, "x": dims, "y": ys, "line": {"color": c, "width": 3}}
-        for k, (ys, c) in series.items()
-    ]
-    data.append(
-        {
-            "type": "scatter",
-            "mode": "markers",
-            "name": f"n = {n_dims:,}",
-            "x": [n_dims],
-            "y": [here.aligned_change],
-            "marker": {"size": 14, "color": RED, "symbol": "diamond"},
-        }
-    )
-    layout = {
-        **LAYOUT,
-        "title": {"text": f"Score change of a linear model, {eps_255:g}/255 per pixel"},
-        "height": 360,
-        "xaxis": {"title": {"text": "dimensions n"}, "type": "log"},
-        "yaxis": {"title": {"text": "change"}, "type": "log", "dtick": 1},
-        "legend": {"orientation": "h", "y": -0.3},
-    }
-    return here, {"data": data, "layout": layout}
+    fig = figures.scale_figure([c.n_dims for c in curve], series, here=(n_dims, here.aligned_change), eps_255=eps_255)
+    return here, fig
 
 
 @st.cache_data(show_spinner="Measuring on EfficientNet-Lite0…")
-def first_order_rows(model_name: str, sample: str, steps_255: Sequence[float]) -> list[dict[str, Any]]:
-    """The default model's top-class logit under sign steps of several sizes: linear prediction vs measured."""
-    from images import load_image
-    from models import pil_to_tensor
-    from ui import loaders
-
-    model = loaders.get_model(model_name)
-    x = pil_to_tensor(model.preprocess(load_image(sample)))  # (1, 3, 224, 224)
-    with torch.no_grad():
-        top = int(model(x).argmax())
-    rows = []
-    for s in steps_255:
-        r = L.first_order_change(model, x, top, step_255=s)
-        rows.append(
-            {
-                "step per pixel": f"{s:g}/255",
-                "class": model.categories[top],
-                "predicted: grad · delta": round(r.predicted, 2),
-                "measured change": round(r.measured, 2),
-                "pixels × channels": r.n_dims,
-            }
-        )
-    return rows
+def first_order_rows(
+    model_name: str, sample: str, steps_255: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0, 2.0)
+) -> list[dict[str, Any]]:
+    """The model's top-class logit on a sample under sign steps of several sizes: linear prediction vs measured."""
+    return linear.first_order_rows(loaders.get_model(model_name), load_image(sample), steps_255)
 
 
 # ------------------------------------------------------------------------------------------- 2. decision boundary
 
-START_X, START_Y = (-1.5, 2.5), (-1.0, 1.5)  # the start sliders' ranges (step 0.05)
-
 
 @st.cache_resource(show_spinner="Training the two-moons network (a second)…")
-def moons_net() -> B.MoonsNet:
-    return B.trained_moons_net(0)
+def moons_net() -> boundary.MoonsNet:
+    return boundary.trained_moons_net(0)
 
 
 @st.cache_data(show_spinner=False)
-def regions() -> B.Regions:
-    return B.decision_regions(moons_net())
+def regions() -> boundary.Regions:
+    return boundary.decision_regions(moons_net())
 
 
 @st.cache_data(show_spinner=False)
-def boundary_attack(start: tuple[float, float], norm: str, eps: float, steps: int) -> B.BoundaryAttack:
-    return B.attack_path(moons_net(), start, norm=norm, eps=eps, steps=steps)
+def boundary_attack(start: tuple[float, float], norm: str, eps: float, steps: int) -> boundary.BoundaryAttack:
+    return boundary.attack_path(moons_net(), start, norm=norm, eps=eps, steps=steps)
 
 
-def _ball(center: tuple[float, float], eps: float, norm: str) -> tuple[list[float], list[float]]:
-    cx, cy = center
-    if norm == "linf":
-        return [cx - eps, cx + eps, cx + eps, cx - eps, cx - eps], [cy - eps, cy - eps, cy + eps, cy + eps, cy - eps]
-    t = np.linspace(0, 2 * np.pi, 90)
-    return (cx + eps * np.cos(t)).tolist(), (cy + eps * np.sin(t)).tolist()
-
-
-def boundary_figure(a: B.BoundaryAttack, upto: int) -> dict[str, Any]:
-    """Decision regions (p of class 1), the training points, the budget ball, the path up to step `upto` and the
-    straight step; an invisible grid of points makes a click anywhere pick a new start."""
-    reg = regions()
-    xs, ys = B.moons()
-    path = a.path[: upto + 1]
-    bx, by = _ball(a.start, a.eps, a.norm)
-    gx, gy = np.meshgrid(np.arange(*START_X, 0.1).round(2), np.arange(*START_Y, 0.1).round(2))  # on the sliders' grid
-    data = [
-        {
-            "type": "contour",
-            "x": reg.xs.tolist(),
-            "y": reg.ys.tolist(),
-            "z": reg.z.tolist(),
-            "zmin": 0,
-            "zmax": 1,
-            "colorscale": [[0, "#c6dbef"], [0.5, "#ffffff"], [1, "#fcbba1"]],
-            "contours": {"start": 0.5, "end": 0.5, "size": 1, "coloring": "heatmap"},
-            "line": {"width": 3, "color": "black"},
-            "showscale": False,
-            "hoverinfo": "skip",
-            "name": "p(class 1)",
-        },
-        *[
-            {
-                "type": "scatter",
-                "mode": "markers",
-                "name": f"class {c}",
-                "x": xs[ys == c, 0].tolist(),
-                "y": xs[ys == c, 1].tolist(),
-                "marker": {"size": 5, "color": BLUE if c == 0 else RED, "opacity": 0.5},
-                "hoverinfo": "skip",
-            }
-            for c in (0, 1)
-        ],
-        {"type": "scatter", "mode": "lines", "name": "budget", "x": bx, "y": by, "line": {"dash": "dot", "width": 2}},
-        {
-            "type": "scatter",
-            "mode": "lines+markers",
-            "name": "iterated steps",
-            "x": [p.point[0] for p in path],
-            "y": [p.point[1] for p in path],
-            "line": {"color": GREEN, "width": 3},
-            "marker": {"size": 6},
-        },
-        {
-            "type": "scatter",
-            "mode": "lines+markers",
-            "name": f"one straight step ({'crosses' if a.straight_crossed else 'does not cross'})",
-            "x": [a.start[0], a.straight.point[0]],
-            "y": [a.start[1], a.straight.point[1]],
-            "line": {"color": "#555555", "width": 4, "dash": "dash"},
-            "marker": {"symbol": ["circle", "x"], "size": [1, 14]},
-        },
-        {
-            "type": "scatter",
-            "mode": "markers",
-            "name": "click to start here",
-            "x": gx.ravel().tolist(),
-            "y": gy.ravel().tolist(),
-            "marker": {"size": 12, "opacity": 0},
-            "hovertemplate": "start at (%{x:.2f}, %{y:.2f})<extra></extra>",
-            "showlegend": False,
-        },
-    ]
-    layout = {
-        **LAYOUT,
-        "height": 520,
-        "xaxis": {"range": list(B.X_RANGE), "title": {"text": "feature 1"}},
-        "yaxis": {"range": list(B.Y_RANGE), "title": {"text": "feature 2"}, "scaleanchor": "x"},
-        "legend": {"orientation": "h", "y": -0.15},
-        "clickmode": "event+select",
-        "dragmode": False,
-    }
-    return {"data": data, "layout": layout}
+def boundary_chart(attack: boundary.BoundaryAttack, upto: int) -> dict[str, Any]:
+    """The moons, the regions, the path up to step `upto`; clickable on the start sliders' 0.1 grid."""
+    grid = np.meshgrid(np.arange(*START_X, 0.1).round(2), np.arange(*START_Y, 0.1).round(2))
+    return figures.boundary_figure(
+        regions(),
+        boundary.moons(),
+        attack,
+        upto,
+        ranges=(boundary.X_RANGE, boundary.Y_RANGE),
+        click_grid=(grid[0], grid[1]),
+    )
 
 
 def pick_start(chart_key: str, x_key: str, y_key: str) -> None:
@@ -231,64 +99,90 @@ def pick_start(chart_key: str, x_key: str, y_key: str) -> None:
 
 # ------------------------------------------------------------------------------------------- 3. digits
 
-#: Noise seeds of the retraining set (1000 and 1001), outside the page's noise seeds (0..999): a fooling image grown
-#: on the page never starts from noise the retrained network was shown.
-REJECT_SEED = 1000
-MAX_NOISE_SEED = 999
-
 
 @st.cache_resource(show_spinner="Loading the digits network…")
-def digits_net(kind: str) -> D.DigitsCNN:
-    return D.load_network(kind)
+def digits_net(kind: str) -> digits.DigitsCNN:
+    return digits.load_network(kind)
+
+
+@st.cache_data(show_spinner=False)
+def held_out_accuracy(kind: str) -> float:
+    return digits.held_out_accuracy(digits_net(kind))
+
+
+def recorded_accuracy() -> tuple[str, float]:
+    """The command that made the committed standard network and the test accuracy it recorded."""
+    info = digits.committed_metrics()["standard"]
+    return info["command"], float(info["test_accuracy"])
+
+
+@st.cache_resource(show_spinner="Retraining with a 'not a digit' class (fooling images + noise)…")
+def retrained_net(seed: int = REJECT_SEED) -> tuple[digits.DigitsCNN, float]:
+    """Nguyen et al.'s defense on the committed standard network, and the share of its old fooling images (and
+    noise) the retrained network now rejects."""
+    net, rejected = digits.retrained_with_rejects(digits_net("standard"), seed=seed)
+    return net, float(rejected.mean())
+
+
+def fooling_target(retrained: bool) -> digits.DigitsCNN:
+    """The committed standard network, or (with a caption saying what it rejects) the one retrained against it."""
+    if not retrained:
+        return digits_net("standard")
+    net, rejected = retrained_net()
+    st.caption(
+        f"The retrained network rejects {rejected:.0%} of the old fooling images (and noise); new ones, grown against "
+        "it, still fool it (seed 001: Nguyen et al. on MNIST)."
+    )
+    return net
+
+
+def fooling_work(job: Job, net: digits.DigitsCNN, digit: int, seed: int) -> Iterator[digits.FoolingFrame]:
+    """The grow job's work: every frame is kept in job.data (a Stop keeps the image reached)."""
+    job.data["digit"] = digit
+    for frame in digits.fooling_frames(net, digit, seed=seed):
+        job.data["frame"] = frame
+        job.data["stopped"] = f"Stopped at step {frame.step}: p({digit}) = {frame.probs[digit]:.4%}."
+        yield frame
+
+
+def fooling_slots() -> tuple[Any, Any, Any]:
+    """Status line, image and probability bars."""
+    status = st.empty()
+    left, right = st.columns(2)
+    return status, left.empty(), right.empty()
+
+
+def paint_fooling(slots: tuple[Any, Any, Any], frame: digits.FoolingFrame, digit: int, *, live: bool) -> None:
+    status, image, bars = slots
+    p = float(frame.probs[digit])
+    state = "reached" if frame.reached else "growing…" if live else "not reached"
+    status.markdown(f"**Step {frame.step}** · p({digit}) = **{p:.4%}** · {state}")
+    widgets.chart(image, figures.digit_image(frame.image, f"step {frame.step}: p({digit}) = {p:.4%}"))
+    names = list(digits.DIGITS) + ([digits.REJECT] if len(frame.probs) == 11 else [])
+    widgets.chart(bars, figures.class_bars(frame.probs, names, digit, "the network's probabilities"))
+
+
+def show_fooling(slots: tuple[Any, Any, Any], job: Job) -> None:
+    """After a run (or a Stop): the image reached, or the invitation to press Run."""
+    if "frame" in job.data:
+        paint_fooling(slots, job.data["frame"], job.data["digit"], live=False)
+    else:
+        slots[0].info("Press **Run** to grow a fooling image from white noise.")
 
 
 def committed_curve(kind: str) -> list[tuple[float, float]]:
     """The committed network's accuracy under PGD as scripts/train_digits.py measured it (tests recompute it)."""
-    recorded = D.committed_metrics()[kind]["pgd_accuracy"]
+    recorded = digits.committed_metrics()[kind]["pgd_accuracy"]
     return [(float(e), float(a)) for e, a in recorded.items()]
 
 
-def test_accuracy(net: torch.nn.Module) -> float:
-    split = D.digits_split()
-    return D.accuracy(net, split.x_test, split.y_test)
-
-
-def digit_figure(image: np.ndarray, title: str, height: int = 260) -> dict[str, Any]:
-    """An 8x8 image as a grey heatmap (0 = white, 1 = black, as the dataset draws ink)."""
-    return {
-        "data": [
-            {
-                "type": "heatmap",
-                "z": np.asarray(image).tolist(),
-                "zmin": 0,
-                "zmax": 1,
-                "colorscale": "Greys",
-                "showscale": False,
-                "hovertemplate": "%{z:.2f}<extra></extra>",
-            }
-        ],
-        "layout": {
-            **LAYOUT,
-            "title": {"text": title, "font": {"size": 14}},
-            "height": height,
-            "xaxis": {"visible": False},
-            "yaxis": {"visible": False, "autorange": "reversed", "scaleanchor": "x"},
-        },
-    }
-
-
-def class_bars(probs: np.ndarray, highlight: int, title: str) -> dict[str, Any]:
-    names = list(D.DIGITS) + ([D.REJECT] if len(probs) == 11 else [])
-    colours = [RED if i == highlight else GREY for i in range(len(probs))]
-    return {
-        "data": [{"type": "bar", "x": names, "y": [float(p) for p in probs], "marker": {"color": colours}}],
-        "layout": {**LAYOUT, "title": {"text": title, "font": {"size": 14}}, "height": 240, "yaxis": {"range": [0, 1]}},
-    }
-
-
-def curves_figure(curves: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
+def curves_figure(job: Job) -> dict[str, Any]:
+    """The committed networks' accuracy curves, and the one the training job left (once it has ended)."""
+    curves = {"standard": committed_curve("standard"), f"robust (PGD ε={ROBUST_EPS:g})": committed_curve("robust")}
+    if not job.busy and job.data.get("curve"):
+        curves["trained just now"] = job.data["curve"]
     eps = [e for e, _ in next(iter(curves.values()))]
-    return V.lines(
+    return figures.lines(
         eps,
         {k: [a for _, a in c] for k, c in curves.items()},
         title="Test accuracy under PGD (20 steps, L-inf)",
@@ -297,63 +191,48 @@ def curves_figure(curves: dict[str, list[tuple[float, float]]]) -> dict[str, Any
     )
 
 
-@st.cache_resource(show_spinner="Retraining with a 'not a digit' class (fooling images + noise)…")
-def retrained_net(seed: int = REJECT_SEED) -> tuple[D.DigitsCNN, np.ndarray]:
-    """Nguyen et al.'s defense on the committed standard network: its fooling images and noise as class 10, a new
-    11-class network trained with another seed. Returns it and the share of old fooling images it now rejects."""
-    rejects = D.reject_training_set(digits_net("standard"), seed=seed)
-    net, _ = D.train_to_end(epochs=10, seed=seed + 1, extra=rejects, n_classes=11)
-    with torch.no_grad():
-        rejected = (net(rejects[0]).argmax(1) == 10).float().numpy()  # (N,)
-    return net, rejected
+@st.cache_data(show_spinner="Attacking the test digit…")
+def attacked_digit(kind: str, index: int, eps: float) -> digits.DigitAttack:
+    return digits.attack_digit(digits_net(kind), index, eps)
 
 
-def fooling_steps(net: torch.nn.Module, digit: int, seed: int) -> Iterator[dict[str, Any]]:
-    """grow_fooling as plain numbers for the page: step, image (8, 8), probabilities (K,)."""
-    for p in D.grow_fooling(net, [digit], seed=seed, steps=500):
-        yield {"step": p.index, "image": p.images[0, 0].numpy(), "probs": p.probs[0].numpy(), "ok": bool(p.success[0])}
+def side_by_side(index: int, eps: float) -> None:
+    """The same PGD on the same test digit against the standard and the robust network."""
+    for col, kind in zip(st.columns(2), ("standard", "robust"), strict=True):
+        d = attacked_digit(kind, index, eps)
+        guess = int(d.probs_after.argmax())
+        title = f"{kind}: a {d.label} seen as {guess} ({d.probs_after[guess]:.0%})"
+        col.plotly_chart(figures.digit_image(d.adversarial, title), key=f"how.{kind}", config={"displayModeBar": False})
 
 
-def training_steps(epochs: int, eps: float, seed: int) -> Iterator[dict[str, Any]]:
-    """train() as plain numbers for the page; "net" is the network as it is after this batch."""
-    for p in D.train(epochs=epochs, eps=eps, seed=seed):
-        yield {
-            "fraction": p.fraction,
-            "text": f"epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}: loss {p.loss:.3f}, "
-            f"batch accuracy {p.accuracy:.0%}, {p.elapsed:.0f} s",
-            "net": p.net,
-        }
+def training_work(job: Job, epochs: int, eps: float, seed: int) -> Iterator[tuple[float, str]]:
+    """The train job's work, as (fraction done, text) for the progress bar: train (the network after every batch
+    is kept in job.data), then measure its accuracy under PGD one epsilon at a time (each point kept as measured).
+    A Stop keeps what finished: the network as it was, and the points of the curve measured so far."""
+    total = epochs + MEASURE_EPOCHS  # measuring the curve costs about as much as two epochs of training
+    for p in digits.train(epochs=epochs, eps=eps, seed=seed):
+        job.data["net"] = p.net
+        job.data["stopped"] = f"Stopped in epoch {p.epoch}/{p.epochs} after batch {p.batch}; the network is kept."
+        yield (
+            p.fraction * epochs / total,
+            (
+                f"Epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}: loss {p.loss:.3f}, "
+                f"batch accuracy {p.accuracy:.0%}, {p.elapsed:.0f} s"
+            ),
+        )
+    net = digits.frozen(job.data["net"])
+    curve: list[tuple[float, float]] = job.data.setdefault("curve", [])
+    for i, e in enumerate(digits.EPS_GRID, 1):
+        curve.append((e, digits.robust_accuracy(net, e)))
+        job.data["stopped"] = f"Stopped while measuring: the curve has the {i} epsilons measured so far."
+        yield (epochs + MEASURE_EPOCHS * i / len(digits.EPS_GRID)) / total, f"Measured ε = {e:g}: {curve[-1][1]:.0%}"
 
 
-def trained_curve(key: str) -> list[tuple[float, float]] | None:
-    """The accuracy curve of the network a live training left in st.session_state[key] (finished or stopped),
-    measured once and kept next to it."""
-    state = st.session_state.get(key, {})
-    last = state.get("last")
-    if last is None:
-        return None
-    if state.get("curve_of") is not last:
-        with st.spinner("Measuring the new network under PGD…"):
-            state["curve"] = D.accuracy_curve(D.frozen(last["net"]))
-        state["curve_of"] = last
-    return state["curve"]
-
-
-def run_live(key: str, steps: Iterator[dict[str, Any]], draw: Callable[[dict[str, Any]], None]) -> None:
-    """Drive a generator: keep every step in st.session_state[key]["last"] (a Stop keeps what finished), draw it
-    (throttled), and mark the run done. The page's Stop button is a plain button: its click reruns the script, which
-    ends this loop at the next Streamlit call. One function, so it can move to the shared run protocol (ui/run.py)."""
-    state = st.session_state.setdefault(key, {})
-    state.update(last=None, done=False)
-    bar = st.progress(0.0)
-    throttle = V.Throttle(0.25)
-    for step in steps:
-        state["last"] = step
-        V.checkpoint()  # a Stop ends the loop here, within one step
-        if throttle.due():
-            bar.progress(min(1.0, step.get("fraction", 0.0)), text=step.get("text"))
-            draw(step)
-    if state["last"] is not None:
-        draw(state["last"])
-    bar.empty()
-    state["done"] = True
+def show_training(job: Job) -> None:
+    """After a training stopped before its curve: what the network it left reads of the test digits."""
+    if not job.busy and "net" in job.data and not job.data.get("curve"):
+        accuracy = digits.held_out_accuracy(job.data["net"])
+        st.caption(
+            f"When stopped, the network read {accuracy:.1%} of the test digits (no PGD curve: it is measured "
+            "after the last epoch)."
+        )

@@ -104,6 +104,12 @@ def accuracy(net: nn.Module, x: Tensor, y: Tensor) -> float:
         return float((net(x).argmax(1) == y).float().mean())
 
 
+def held_out_accuracy(net: nn.Module) -> float:
+    """Accuracy on the fixed test split (450 digits never trained on)."""
+    split = digits_split()
+    return accuracy(net, split.x_test, split.y_test)
+
+
 def exhaust(steps: Iterator[T]) -> T:
     """Run a progress generator to its end and return its last item."""
     last = deque(steps, maxlen=1)
@@ -273,6 +279,22 @@ def grow_fooling(
     )
 
 
+@dataclass(frozen=True)
+class FoolingFrame:
+    """One step of a fooling image grown from noise, as plain numbers for a page (no tensors)."""
+
+    step: int
+    image: np.ndarray  # (8, 8) in [0,1]
+    probs: np.ndarray  # (K,)
+    reached: bool  # p(digit) >= the confidence on the 8-bit image
+
+
+def fooling_frames(net: nn.Module, digit: int, *, seed: int = 0, steps: int = 500) -> Iterator[FoolingFrame]:
+    """grow_fooling for one digit, every step as a FoolingFrame."""
+    for p in grow_fooling(net, [digit], seed=seed, steps=steps):
+        yield FoolingFrame(p.index, p.images[0, 0].numpy(), p.probs[0].numpy(), bool(p.success[0]))
+
+
 def fooling_set(net: nn.Module, *, per_digit: int = 10, seed: int = 0, confidence: float = 0.99) -> Tensor:
     """per_digit fooling images for every digit, grown against `net`: (10 * per_digit, 1, 8, 8)."""
     targets = [d for d in range(10) for _ in range(per_digit)]
@@ -284,3 +306,13 @@ def reject_training_set(net: nn.Module, *, per_digit: int = 10, seed: int = 0) -
     fools = fooling_set(net, per_digit=per_digit, seed=seed)  # (10 * per_digit, 1, 8, 8)
     images = torch.cat([fools, noise(len(fools), seed=seed + 1)])
     return images, torch.full((len(images),), 10, dtype=torch.long)
+
+
+def retrained_with_rejects(net: nn.Module, *, seed: int, epochs: int = 10) -> tuple[DigitsCNN, np.ndarray]:
+    """Nguyen et al.'s defense on `net`: its fooling images and noise as class 10, a new 11-class network trained
+    with another seed. Returns it and, per image of that reject set, whether it now says "not a digit" (N,) bool."""
+    rejects = reject_training_set(net, seed=seed)
+    retrained, _ = train_to_end(epochs=epochs, seed=seed + 1, extra=rejects, n_classes=11)
+    with torch.no_grad():
+        rejected = (retrained(rejects[0]).argmax(1) == 10).numpy()  # (N,)
+    return retrained, rejected

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from attacks import AttackError
 from experiments.common import check_number
+from models import Classifier, pil_to_tensor
 
 #: Seed 001's example: p = sigmoid(W.x) for a 10-dimensional input.
 SEED_W = np.array([-1, -1, 1, -1, 1, -1, 1, 1, -1, 1], dtype=np.float64)
@@ -119,3 +121,24 @@ def first_order_change(model: nn.Module, x: Tensor, target: int, *, step_255: fl
         step=step,
         mean_abs_grad=float(grad.abs().mean()),
     )
+
+
+def first_order_rows(model: Classifier, image: Any, steps_255: list[float] | tuple[float, ...]) -> list[dict[str, Any]]:
+    """A table for a page: the model's top-class logit on `image` (PIL) under sign steps of several sizes, the linear
+    prediction next to the measured change."""
+    x = pil_to_tensor(model.preprocess(image))  # (1, 3, H, W)
+    with torch.no_grad():
+        top = int(model(x).argmax())
+    rows = []
+    for s in steps_255:
+        r = first_order_change(model, x, top, step_255=s)
+        rows.append(
+            {
+                "step per pixel": f"{s:g}/255",
+                "class": model.categories[top],
+                "predicted: grad · delta": round(r.predicted, 2),
+                "measured change": round(r.measured, 2),
+                "pixels × channels": r.n_dims,
+            }
+        )
+    return rows

@@ -59,12 +59,15 @@ def _fooling(page, server: str) -> str:
     return "exp-fool-"
 
 
-def _experiment(path: str, prefix: str, button: str):
-    """Open an experiment page, press `button` and let the run go on for 3 s (as in the walkthrough of bug 5)."""
+def _experiment(path: str, prefix: str, button: str, tab: str | None = None):
+    """Open an experiment page (and its `tab`), press `button` and let the run go on for 3 s (as in the walkthrough
+    of bug 5)."""
 
     def start(page, server: str) -> str:
         page.goto(f"{server}/{path}")
         page.wait_for_selector(IDLE)
+        if tab is not None:
+            page.get_by_role("tab", name=tab).click()
         _button(page, prefix + button).click()
         page.wait_for_selector(RUNNING)
         page.wait_for_timeout(3000)
@@ -78,6 +81,7 @@ PAGES = {
     "fooling": _fooling,
     "transfer": _experiment("transfer", "exp-transfer-", "compare"),  # the classic comparison
     "robustness": _experiment("robustness", "exp-robust-", "run"),  # the defaults, with EOT
+    "how_it_works": _experiment("how_it_works", "how-train-", "run", tab="3 · A digits network"),  # training
 }
 
 
