@@ -49,7 +49,7 @@ elif source == "open":
         try:
             path = study_view.uploaded(upload.getvalue(), upload.name)
         except StoreError as err:
-            widgets.error(str(err))
+            widgets.error(f"this file cannot be opened: {err}")
 else:
     off = {"disabled": running}
     left, mid, right = st.columns(3)

@@ -418,7 +418,11 @@ def sweep(model: Any, study: Study, data: dict[str, Any]) -> Iterator[Progress]:
     with SweepStore.open(data["db"], study.params()) as store:
         for progress in run_sweep(model, open_image_set(study.image_set), study, store):
             data["done"], data["total"] = progress.done, progress.total
-            data["stopped"] = f"Stopped: {progress.done} of {progress.total} pairs kept; Run again to resume."
+            data["stopped"] = (
+                f"Stopped: {progress.done} of {progress.total} pairs kept; Run again to resume."
+                if progress.stage != "screen"
+                else "Stopped while classifying the images; Run again to continue."
+            )
             yield progress
 
 

@@ -73,11 +73,26 @@ def _experiment(path: str, prefix: str, button: str):
     return start
 
 
+def _susceptibility(page, server: str) -> str:
+    """A page-sized study (28 sample images x 10 targets, under the page's 300-pair limit), stopped while it runs."""
+    page.goto(f"{server}/susceptibility")
+    page.wait_for_selector(IDLE)
+    page.get_by_text("Run a small study").click()
+    _settle(page)
+    _set_number(page, "exp-sus-limit", "28")
+    _set_number(page, "exp-sus-targets", "10")
+    _button(page, "exp-sus-run").click()
+    page.wait_for_selector(RUNNING)
+    page.wait_for_timeout(3000)
+    return "exp-sus-"
+
+
 PAGES = {
     "attack_lab": _attack_lab,
     "fooling": _fooling,
     "transfer": _experiment("transfer", "exp-transfer-", "compare"),  # the classic comparison
     "robustness": _experiment("robustness", "exp-robust-", "run"),  # the defaults, with EOT
+    "susceptibility": _susceptibility,
 }
 
 
