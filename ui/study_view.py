@@ -221,7 +221,7 @@ def group_heatmap(sources: list[str], targets: list[str], matrix: list[list[floa
     fig["layout"]["xaxis"]["title"]["text"] = "target group"
     fig["layout"]["yaxis"]["title"]["text"] = "source group"
     cells = [(a, b) for i, a in enumerate(sources) for j, b in enumerate(targets) if matrix[i][j] is not None]
-    marker = {"size": 30, "color": "rgba(0,0,0,0)"}
+    marker = {"size": 30, "color": "rgba(255,255,255,0.01)"}
     fig["data"].append(
         {
             "type": "scatter",
@@ -229,7 +229,7 @@ def group_heatmap(sources: list[str], targets: list[str], matrix: list[list[floa
             "x": [b for _, b in cells],
             "y": [a for a, _ in cells],
             "customdata": [f"g:{a}|{b}" for a, b in cells],
-            "hoverinfo": "skip",
+            "hoverinfo": "none",
             "marker": marker,
         }
     )
@@ -294,7 +294,7 @@ def example(params_json: str, image_id: str, target: int) -> dict[str, Any]:
 
 def show_examples(params: dict[str, Any], chosen: list[Row], title: str, key: str) -> None:
     """A clicked point's or cell's rows; the chosen one recomputed (original, adversarial, amplified difference)."""
-    st.markdown(f"##### Examples: {title} ({len(chosen)} pairs)")
+    st.markdown(f"##### Examples: {title} ({len(chosen)} pair{'' if len(chosen) == 1 else 's'})")
     label = {id(r): f"{r.image_id}: {widgets.class_name(r.source)} → {widgets.class_name(r.target)}" for r in chosen}
     row = st.selectbox("Pair", chosen, format_func=lambda r: label[id(r)], key=key)
     try:
