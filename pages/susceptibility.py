@@ -79,7 +79,7 @@ else:
 
     run.drive(job, start, run.Draw(study_view.live(slot, job.data), run.Throttle(min_interval=1.0)))
     run.show_notes(job)
-    if job.status == "idle":
+    if job.status == "idle" and refusal is None:
         st.info("Choose a few images and targets and press Run; the figures fill in as pairs finish.")
     path = job.data.get("db") if not running else None
 

@@ -397,9 +397,9 @@ def page_study(model: str, images: str, limit: int, targets: int, max_rms: float
 
 def cli_command(study: Study) -> str:
     return (
-        f"python cli.py sweep --model {study.model} --images {study.image_set} --limit {study.selection.limit} "
-        f"--targets {study.targets} --max-rms {study.max_rms:g} --db study.sqlite\n"
-        "python cli.py report --db study.sqlite      # or open study.sqlite on this page"
+        f"python cli.py sweep --model {study.model} --images {study.image_set} \\\n"
+        f"    --limit {study.selection.limit} --targets {study.targets} --max-rms {study.max_rms:g} --db study.sqlite\n"
+        "python cli.py report --db study.sqlite   # or open study.sqlite on this page"
     )
 
 
