@@ -95,3 +95,5 @@ def test_sweep_a_real_study_then_resume_without_new_rows(tmp_path: Path, capsys)
     again = json.loads(captured.out)
     assert again["rows"] == 2 and again["new_rows"] == 0
     assert "2/2 pairs already done" in captured.err
+    assert cli.main(["sweep", *TINY, "--db", str(db), "--engine", "ray", "--json"]) == 0  # wired; nothing left to do
+    assert json.loads(capsys.readouterr().out)["new_rows"] == 0
