@@ -20,10 +20,11 @@ class Parser(argparse.ArgumentParser):
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean "bad input": one line on stderr and exit code 2, never a traceback."""
     from attacks import AttackError
+    from experiments.sweep_store import StoreError
     from images import ImageError
     from models import UnknownClassError, UnknownModelError, WeightsUnavailable
 
-    return (ImageError, UnknownModelError, UnknownClassError, AttackError, WeightsUnavailable)
+    return (ImageError, UnknownModelError, UnknownClassError, AttackError, WeightsUnavailable, StoreError)
 
 
 def add_output(parser: argparse.ArgumentParser, out: str | None = None, *, required: bool = True) -> None:

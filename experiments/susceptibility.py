@@ -12,11 +12,13 @@ Rates are shares of rows (pairs), as in the seeds; every rate comes with its row
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,32 @@ def report(
             "rates": [[None if cell is None else cell.rate for cell in line] for line in matrix],
         }
     return out
+
+
+def _csv(header: Sequence[str], lines: Iterable[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(lines)
+    return out.getvalue()
+
+
+def rows_csv(rows: Iterable[Row], categories: Sequence[str]) -> str:
+    """Every stored row with the class names beside the indices (the CLI's rows.csv and the page's download)."""
+    names = [f.name for f in fields(Row)]
+    header = [*names, "source_name", "target_name", "final_name"]
+    return _csv(
+        header, ([*astuple(r), categories[r.source], categories[r.target], categories[r.final_class]] for r in rows)
+    )
+
+
+def rates_csv(rates: dict[int, Rate], categories: Sequence[str], kind: str) -> str:
+    """A per-class table (kind: "modify" per source class, "mimic" per target class), highest rate first."""
+    items = sorted(rates.items(), key=lambda kv: (-kv[1].rate, kv[0]))
+    return _csv(["class", "name", f"{kind}_rate", "rows"], ([c, categories[c], v.rate, v.n] for c, v in items))
+
+
+def groups_csv(groups: Sequence[dict[str, Any]]) -> str:
+    """report()["groups"] as a table (rates empty where a group has no rows on that side)."""
+    keys = ("group", "classes", "modify", "modify_n", "mimic", "mimic_n")
+    return _csv(keys, ([g[k] if g[k] is not None else "" for k in keys] for g in groups))

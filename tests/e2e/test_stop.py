@@ -76,11 +76,26 @@ def _experiment(path: str, prefix: str, button: str, tab: str | None = None):
     return start
 
 
+def _susceptibility(page, server: str) -> str:
+    """A page-sized study (28 sample images x 10 targets, under the page's 300-pair limit), stopped while it runs."""
+    page.goto(f"{server}/susceptibility")
+    page.wait_for_selector(IDLE)
+    page.get_by_text("Run a small study").click()
+    _settle(page)
+    _set_number(page, "exp-sus-limit", "28")
+    _set_number(page, "exp-sus-targets", "10")
+    _button(page, "exp-sus-run").click()
+    page.wait_for_selector(RUNNING)
+    page.wait_for_timeout(3000)
+    return "exp-sus-"
+
+
 PAGES = {
     "attack_lab": _attack_lab,
     "fooling": _fooling,
     "transfer": _experiment("transfer", "exp-transfer-", "compare"),  # the classic comparison
     "robustness": _experiment("robustness", "exp-robust-", "run"),  # the defaults, with EOT
+    "susceptibility": _susceptibility,
     "how_it_works": _experiment("how_it_works", "how-train-", "run", tab="3 · A digits network"),  # training
 }
 

@@ -1,0 +1,74 @@
+"""`cli.py report`: a sweep database read as the seeds' figures (experiments.susceptibility): the success rate per
+distortion cap (Robinson & Graham's 98.7% at RMS 0.01), the modify/mimic summary of seed 000 and the WordNet group
+table. Per-class rates count a success at the paper's cap (or the study's own, when lower)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from commands.common import add_output, emit
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("report", help="read a sweep database: success per cap, modify/mimic rates, groups")
+    p.add_argument("--db", required=True, help="a database written by `cli.py sweep`")
+    p.add_argument("--csv", metavar="DIR", help="also write rows.csv, modify.csv, mimic.csv and groups.csv here")
+    add_output(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments import susceptibility as sus
+    from experiments.sweep_store import SweepStore
+    from models import IMAGENET_CATEGORIES
+
+    with SweepStore.read(args.db) as store:
+        rows, params, title = store.rows(), store.params, store.describe()
+    groups, class_group = sus.load_class_groups()
+    cap = min(sus.PAPER_CAP, float(params["max_rms"]))
+    data = {
+        "db": args.db,
+        "study": params,
+        "cap": cap,
+        **sus.report(rows, IMAGENET_CATEGORIES, class_group=class_group, groups=groups, cap=cap),
+    }
+    s = data["summary"]
+    lines = [title, f"{s['rows']} rows, {s['images']} images, {s['seconds']:.0f} s of attack time"]
+    lines.append(f"success rate by RMS distortion cap (Robinson & Graham: {sus.PAPER_SUCCESS:.1%} at {sus.PAPER_CAP}):")
+    for point in data["success_by_cap"]:
+        mark = "  <- the paper's cap" if point["cap"] == sus.PAPER_CAP else ""
+        lines.append(f"  rms <= {point['cap']:<7g} {point['rate']:7.1%}{mark}")
+    mean_rms = "-" if s["mean_rms_successful"] is None else f"{s['mean_rms_successful']:.5f}"
+    lines.append(
+        f"at rms <= {cap:g}: success {_pct(s['success_rate'])}, mean rms of successes {mean_rms} "
+        f"(paper {sus.PAPER_MEAN_RMS}), mean iterations {s['mean_iterations'] or 0:.1f}"
+    )
+    lines.append(
+        f"median modify rate {_pct(s['median_modify_rate'])}, median mimic rate {_pct(s['median_mimic_rate'])} "
+        f"(seed 000: {sus.SEED_MEDIAN_MODIFY:.0%})"
+    )
+    for key in ("easiest_to_modify", "hardest_to_modify", "easiest_to_mimic", "hardest_to_mimic"):
+        named = "; ".join(f"{c['name']} {c['rate']:.0%} (n={c['n']})" for c in data[key])
+        lines.append(f"{key.replace('_', ' ')}: {named}")
+    lines.append(f"{'WordNet group':<24} {'classes':>7} {'modify':>8} {'rows':>5} {'mimic':>8} {'rows':>5}")
+    for g in data["groups"]:
+        lines.append(
+            f"{g['group']:<24} {g['classes']:>7} {_pct(g['modify']):>8} {g['modify_n']:>5} "
+            f"{_pct(g['mimic']):>8} {g['mimic_n']:>5}"
+        )
+    if args.csv:
+        out = Path(args.csv)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "rows.csv").write_text(sus.rows_csv(rows, IMAGENET_CATEGORIES))
+        (out / "modify.csv").write_text(sus.rates_csv(sus.modify_rates(rows, cap), IMAGENET_CATEGORIES, "modify"))
+        (out / "mimic.csv").write_text(sus.rates_csv(sus.mimic_rates(rows, cap), IMAGENET_CATEGORIES, "mimic"))
+        (out / "groups.csv").write_text(sus.groups_csv(data["groups"]))
+        lines.append(f"wrote rows.csv, modify.csv, mimic.csv and groups.csv to {out}")
+    emit(data, args.json, "\n".join(lines))
+    return 0

@@ -1,0 +1,73 @@
+"""The Susceptibility page headless (AppTest): it opens on the shipped study with the paper's figure computed from
+the rows, a bad upload is one st.error line, a study too big for the machine is refused with the CLI command, and a
+two-pair study run from the page finishes into its session database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from experiments.susceptibility import PAPER_CAP, success_by_cap
+from experiments.sweep_store import SweepStore
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "susceptibility.py")
+K = "exp.sus."
+TIMEOUT = 600  # a loaded 2-core machine
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_opens_on_the_shipped_study_with_the_rate_at_the_papers_cap() -> None:
+    with SweepStore.read(ROOT / "data" / "study" / "lite0_samples.sqlite") as store:
+        rate = dict(success_by_cap(store.rows()))[PAPER_CAP]
+    at = _page()
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Susceptibility study"
+    assert any("260 pairs" in m.value and "random:10" in m.value for m in at.markdown)
+    assert [m.value for m in at.metric][0] == f"{rate:.1%}" == "98.5%"
+    assert len(at.get("plotly_chart")) == 5  # curve, two histograms, scatter, group heatmap
+    assert len(at.get("download_button")) == 1
+
+
+def test_an_uploaded_file_that_is_no_database_is_one_error() -> None:
+    at = _page()
+    at.segmented_control(key=K + "source").set_value("open").run()
+    at.get("file_uploader")[0].set_value(("notes.sqlite", b"this is not a database", "application/octet-stream"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and "notes.sqlite is not a sweep database" in at.error[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_a_study_too_big_for_the_page_is_refused_with_the_command() -> None:
+    at = _page()
+    at.segmented_control(key=K + "source").set_value("run").run()
+    at.number_input(key=K + "limit").set_value(20).run()
+    at.number_input(key=K + "targets").set_value(50).run()
+    assert len(at.error) == 1 and "too many for this page" in at.error[0].value
+    assert "python cli.py sweep" in at.code[0].value and "--targets random:50" in at.code[0].value
+    assert at.button(key=K + "run").disabled
+
+
+@pytest.mark.slow
+def test_a_two_pair_study_run_from_the_page_finishes() -> None:
+    at = _page()
+    at.segmented_control(key=K + "source").set_value("run").run()
+    at.number_input(key=K + "limit").set_value(1).run()
+    at.number_input(key=K + "targets").set_value(2).run()
+    at.button(key=K + "run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    job = at.session_state[K + "job"]
+    assert job.status == "finished" and job.data["done"] == job.data["total"] == 2
+    with SweepStore.read(job.data["db"]) as store:
+        assert store.count() == 2
+    assert any("2 pairs" in m.value for m in at.markdown)  # the finished study is drawn from its database

@@ -1,0 +1,440 @@
+"""The Susceptibility page's glue: open a study database (shipped, uploaded or run here), draw seed 000's and
+Robinson & Graham's figures from its rows (experiments.susceptibility), and show a clicked point's or cell's example,
+recomputed on demand (experiments.study_examples). No gradients here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from experiments import susceptibility as sus
+from experiments.imagesets import Selection, open_image_set
+from experiments.sweep import Progress, Study, run_sweep
+from experiments.sweep_store import Row, StoreError, SweepStore
+from images import ImageError
+from models import IMAGENET_CATEGORIES, UnknownModelError, WeightsUnavailable
+from ui import figures, loaders, widgets
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "data" / "study" / "lite0_samples.sqlite"
+MAX_PAIRS = {"cpu": 300, "cuda": 20_000}  # a study run from the page; larger ones go to the CLI
+COLOURS = {"modify": figures.SOURCE_COLOUR, "mimic": figures.TARGET_COLOUR}
+
+
+def session_dir() -> Path:
+    """This browser session's folder for uploaded and page-run databases (a temp dir; Stop keeps its rows)."""
+    return Path(st.session_state.setdefault("exp.sus.tmpdir", tempfile.mkdtemp(prefix="advlab-study-")))
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the study…")
+def _read(path: str, stamp: float) -> tuple[dict[str, Any], list[Row]]:
+    with SweepStore.read(path) as store:
+        return store.params, store.rows()
+
+
+def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Row]]:
+    """(parameters, rows) of a database; cached until the file or its write-ahead log changes (StoreError for a
+    bad file)."""
+    files = (Path(path), Path(f"{os.fspath(path)}-wal"))
+    return _read(os.fspath(path), sum(f.stat().st_mtime_ns + f.stat().st_size for f in files if f.exists()))
+
+
+def uploaded(data: bytes, name: str) -> Path:
+    """An uploaded database saved under the session folder (named by its content), validated by reading it; a bad
+    file raises StoreError naming the upload, not the temporary copy."""
+    path = session_dir() / f"upload-{hashlib.sha256(data).hexdigest()[:16]}.sqlite"
+    if not path.exists():
+        path.write_bytes(data)
+    try:
+        read(path)
+    except StoreError as err:
+        raise StoreError(str(err).replace(str(path), name)) from None
+    return path
+
+
+def describe(params: dict[str, Any], rows: Sequence[Row], shipped: bool) -> str:
+    images, sources = len({r.image_id for r in rows}), len({r.source for r in rows})
+    targets = len({r.target for r in rows})
+    text = (
+        f"**{params['model']}**, attack **{params['attack']}** capped at RMS **{params['max_rms']:g}**, "
+        f"images **{params['image_set']}** ({images} images of {sources} classes), targets **{params['targets']}** "
+        f"({targets} classes; an image is never attacked toward its own class): **{len(rows)} pairs**, each verified "
+        "on its saved 8-bit image."
+    )
+    if shipped:
+        text += (
+            " It ships with the app: the packaged sample images Lite0 classifies correctly, toward 10 classes drawn "
+            "at random once (seed 0), made on a 2-core CPU by `python scripts/make_shipped_study.py` (about half "
+            "an hour)."
+        )
+    return text
+
+
+# --- figures (plotly dicts) ---------------------------------------------------------------------------------------
+
+
+def _layout(title: str, x: str, y: str, height: int = 320, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": {"text": title},
+        "height": height,
+        "font": figures.FONT,
+        "margin": {"l": 10, "r": 10, "t": 50, "b": 40},
+        "xaxis": {"title": {"text": x}},
+        "yaxis": {"title": {"text": y}},
+        "showlegend": False,
+        **extra,
+    }
+
+
+def success_curve(rows: Sequence[Row]) -> dict[str, Any]:
+    """Share of pairs relabelled within each RMS cap, with the paper's 98.7% at 0.01 marked."""
+    caps, rates = zip(*sus.success_by_cap(rows), strict=True)
+    ours = dict(zip(caps, rates, strict=True))[sus.PAPER_CAP]
+    fig = figures.lines(
+        caps,
+        {"this study": rates},
+        title="Success rate against the distortion cap",
+        x_title="RMS distortion cap",
+        y_title="pairs relabelled",
+        y_range=(0, 1.05),
+        colours={"this study": figures.SOURCE_COLOUR},
+    )
+    fig["data"].append(
+        {
+            "type": "scatter",
+            "mode": "markers+text",
+            "x": [sus.PAPER_CAP],
+            "y": [sus.PAPER_SUCCESS],
+            "text": [f"paper {sus.PAPER_SUCCESS:.1%}"],
+            "textposition": "bottom right",
+            "name": "paper",
+            "marker": {"symbol": "star", "size": 16, "color": figures.TARGET_COLOUR},
+        }
+    )
+    fig["layout"]["shapes"] = [
+        {
+            "type": "line",
+            "x0": sus.PAPER_CAP,
+            "x1": sus.PAPER_CAP,
+            "y0": 0,
+            "y1": 1.05,
+            "line": {"dash": "dot", "color": figures.OTHER_COLOUR},
+        }
+    ]
+    fig["layout"]["annotations"] = [
+        {"x": sus.PAPER_CAP, "y": ours, "text": f"here {ours:.1%}", "showarrow": True, "ax": -70, "ay": 40}
+    ]
+    return fig
+
+
+def histogram(rates: dict[int, sus.Rate], kind: str) -> dict[str, Any]:
+    values = [v.rate for v in rates.values()]
+    median = statistics.median(values)
+    side = "source" if kind == "modify" else "target"
+    bars = {
+        "type": "histogram",
+        "x": values,
+        "xbins": {"start": 0, "end": 1.0001, "size": 0.05},
+        "marker": {"color": COLOURS[kind]},
+    }
+    layout = _layout(f"{kind.title()} rate per {side} class", f"{kind} rate", "classes", height=280)
+    layout["xaxis"].update({"range": [0, 1.02], "tickformat": ".0%"})
+    layout["shapes"] = [
+        {
+            "type": "line",
+            "x0": median,
+            "x1": median,
+            "yref": "paper",
+            "y0": 0,
+            "y1": 1,
+            "line": {"dash": "dash", "color": "black"},
+        }
+    ]
+    layout["annotations"] = [
+        {
+            "x": median,
+            "yref": "paper",
+            "y": 1,
+            "text": f"median {median:.0%}",
+            "showarrow": False,
+            "xanchor": "right",
+            "yanchor": "bottom",
+        }
+    ]
+    return {"data": [bars], "layout": layout}
+
+
+def scatter(rows: Sequence[Row], cap: float) -> tuple[dict[str, Any], str]:
+    """Seed 000's modify-vs-mimic scatter, one point per class that is both a source and a target; when no class is
+    both (a random target set), one point per pair instead (RMS against steps). Returns (figure, what it shows)."""
+    points = sus.modify_vs_mimic(rows, cap)
+    if points:
+        trace = {
+            "x": [p[1] for p in points],
+            "y": [p[2] for p in points],
+            "customdata": [f"c:{p[0]}" for p in points],
+            "text": [IMAGENET_CATEGORIES[p[0]] for p in points],
+            "hovertemplate": "%{text}: modify %{x:.0%}, mimic %{y:.0%}<extra></extra>",
+            "marker": {"size": 12, "color": figures.SOURCE_COLOUR},
+        }
+        layout = _layout("Modify vs mimic (classes both source and target)", "modify rate", "mimic rate")
+        layout["xaxis"].update({"range": [-0.02, 1.02], "tickformat": ".0%"})
+        layout["yaxis"].update({"range": [-0.02, 1.02], "tickformat": ".0%"})
+        return {"data": [{"type": "scatter", "mode": "markers", **trace}], "layout": layout}, "classes"
+    ok = [r.success and r.rms <= cap for r in rows]
+    trace = {
+        "x": [r.rms for r in rows],
+        "y": [r.iterations for r in rows],
+        "customdata": [f"p:{r.image_id}|{r.target}" for r in rows],
+        "text": [f"{r.image_id} → {IMAGENET_CATEGORIES[r.target]}" for r in rows],
+        "hovertemplate": "%{text}: RMS %{x:.4f}, %{y} steps<extra></extra>",
+        "marker": {"size": 9, "color": [figures.SOURCE_COLOUR if k else figures.TARGET_COLOUR for k in ok]},
+    }
+    layout = _layout("Every pair: distortion and steps (red: not relabelled within the cap)", "RMS distortion", "steps")
+    layout["shapes"] = [
+        {
+            "type": "line",
+            "x0": cap,
+            "x1": cap,
+            "yref": "paper",
+            "y0": 0,
+            "y1": 1,
+            "line": {"dash": "dot", "color": figures.OTHER_COLOUR},
+        }
+    ]
+    return {"data": [{"type": "scatter", "mode": "markers", **trace}], "layout": layout}, "pairs"
+
+
+def group_heatmap(sources: list[str], targets: list[str], matrix: list[list[float | None]]) -> dict[str, Any]:
+    """The group matrix (rows: source groups, columns: target groups), with one invisible marker per cell so a
+    click selects it."""
+    text = [["" if v is None else f"{v:.0%}" for v in line] for line in matrix]
+    fig = figures.heatmap(sources, targets, matrix, text, title="Success by WordNet group: source → target")
+    fig["layout"]["xaxis"]["title"]["text"] = "target group"
+    fig["layout"]["yaxis"]["title"]["text"] = "source group"
+    cells = [(a, b) for i, a in enumerate(sources) for j, b in enumerate(targets) if matrix[i][j] is not None]
+    marker = {"size": 30, "color": "rgba(255,255,255,0.01)"}
+    fig["data"].append(
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "x": [b for _, b in cells],
+            "y": [a for a, _ in cells],
+            "customdata": [f"g:{a}|{b}" for a, b in cells],
+            "hoverinfo": "none",
+            "marker": marker,
+        }
+    )
+    return fig
+
+
+# --- sections -----------------------------------------------------------------------------------------------------
+
+
+def _picked(event: Any) -> Any:
+    """The customdata of the first point a chart's selection event holds, or None."""
+    try:
+        points = event["selection"]["points"]
+    except (TypeError, KeyError):
+        return None
+    return points[0].get("customdata") if points else None
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def thumbnail(image_set: str, image_id: str, size: int = 96) -> bytes:
+    image = loaders.from_png(loaders.to_png(_study_image(image_set, image_id)))
+    image.thumbnail((size, size))
+    return loaders.to_png(image)
+
+
+def _study_image(image_set: str, image_id: str) -> Any:
+    from experiments.study_examples import study_image
+
+    return study_image(image_set, image_id)
+
+
+def ranked_classes(title: str, rates: dict[int, sus.Rate], rows: Sequence[Row], key: str, image_set: str) -> None:
+    """Easiest and hardest classes, each with the thumbnail of one of its rows' images."""
+    easiest, hardest = sus.ranked(rates, 3)
+    st.markdown(f"**{title}**")
+    for label, items in (("easiest", easiest), ("hardest", hardest)):
+        cols = st.columns(3)
+        for col, (c, rate) in zip(cols, items, strict=False):
+            mine = [r for r in rows if getattr(r, key) == c]
+            failed = [r for r in mine if not r.success]  # hardest: a pair that failed, else the most distorted
+            row = failed[0] if label == "hardest" and failed else max(mine, key=lambda r: r.rms)
+            if label == "easiest":
+                row = min(mine, key=lambda r: r.rms)  # easiest: its least distorted success
+            try:
+                col.image(thumbnail(image_set, row.image_id), width=80)
+            except (ImageError, OSError) as err:
+                col.caption(str(err))
+            col.caption(f"{label}: {widgets.class_name(c)} {rate.rate:.0%} (n={rate.n})")
+
+
+@st.cache_data(max_entries=32, show_spinner="Recomputing this pair's attack…")
+def example(params_json: str, image_id: str, target: int) -> dict[str, Any]:
+    from experiments.study_examples import recompute
+
+    params = json.loads(params_json)
+    ex = recompute(loaders.get_model(params["model"]), params, image_id, target)
+    return {
+        "images": [loaders.to_png(i) for i in (ex.original, ex.adversarial, ex.difference)],
+        **{k: getattr(ex, k) for k in ("success", "final_class", "p_target", "rms", "iterations")},
+    }
+
+
+def show_examples(params: dict[str, Any], chosen: list[Row], title: str, key: str) -> None:
+    """A clicked point's or cell's rows; the chosen one recomputed (original, adversarial, amplified difference)."""
+    st.markdown(f"##### Examples: {title} ({len(chosen)} pair{'' if len(chosen) == 1 else 's'})")
+    label = {id(r): f"{r.image_id}: {widgets.class_name(r.source)} → {widgets.class_name(r.target)}" for r in chosen}
+    row = st.selectbox("Pair", chosen, format_func=lambda r: label[id(r)], key=key)
+    try:
+        ex = example(json.dumps(params, sort_keys=True), row.image_id, row.target)
+    except (ImageError, UnknownModelError, WeightsUnavailable) as err:
+        widgets.error(f"this pair cannot be recomputed: {err}")
+        return
+    cols = st.columns(3)
+    for col, png, caption in zip(cols, ex["images"], ("original", "adversarial", "difference × 10"), strict=True):
+        widgets.show_image(col, png, caption)
+    st.caption(
+        f"Stored: {'success' if row.success else 'failure'}, RMS {row.rms:.4f}, {row.iterations} steps. "
+        f"Recomputed: {'success' if ex['success'] else 'failure'}, became {widgets.class_name(ex['final_class'])} "
+        f"(p={ex['p_target']:.2f}), RMS {ex['rms']:.4f}, {ex['iterations']} steps."
+    )
+
+
+def _examples(
+    params: dict[str, Any], rows: list[Row], picked: Any, key: str, class_group: dict[int, str] | None = None
+) -> None:
+    """The examples of a clicked class ("c:N"), pair ("p:IMAGE|TARGET") or group cell ("g:SOURCE|TARGET")."""
+    if picked is None:
+        return
+    kind, _, what = str(picked).partition(":")
+    if kind == "c":
+        c = int(what)
+        show_examples(params, [r for r in rows if c in (r.source, r.target)], widgets.class_name(c), key)
+    elif kind == "p":
+        image_id, _, target = what.rpartition("|")
+        chosen = [r for r in rows if (r.image_id, r.target) == (image_id, int(target))]
+        show_examples(params, chosen, f"{image_id} → {widgets.class_name(int(target))}", key)
+    elif kind == "g" and class_group is not None:
+        a, _, b = what.partition("|")
+        chosen = [r for r in rows if (class_group[r.source], class_group[r.target]) == (a, b)]
+        show_examples(params, chosen, f"{a} → {b}", key)
+
+
+def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
+    """Every figure of the study; clicks on the scatter or the heatmap show examples."""
+    cap = min(sus.PAPER_CAP, float(params["max_rms"]))
+    s = sus.summary(rows, cap)
+    cols = st.columns(4)
+    cols[0].metric(f"Relabelled at RMS ≤ {cap:g}", f"{s['success_rate']:.1%}", help="Robinson & Graham: 98.7%")
+    mean_rms = "–" if s["mean_rms_successful"] is None else f"{s['mean_rms_successful']:.4f}"
+    cols[1].metric("Mean RMS of successes", mean_rms, help=f"paper: {sus.PAPER_MEAN_RMS} on GoogLeNet")
+    cols[2].metric("Median modify rate", f"{s['median_modify_rate']:.0%}", help="seed 000: 85%")
+    cols[3].metric("Median mimic rate", f"{s['median_mimic_rate']:.0%}")
+    st.plotly_chart(success_curve(rows), key=f"{key}.curve", config={"displayModeBar": False})
+    modify, mimic = sus.modify_rates(rows, cap), sus.mimic_rates(rows, cap)
+    left, right = st.columns(2)
+    left.plotly_chart(histogram(modify, "modify"), key=f"{key}.hmod", config={"displayModeBar": False})
+    right.plotly_chart(histogram(mimic, "mimic"), key=f"{key}.hmim", config={"displayModeBar": False})
+    with left:
+        ranked_classes("Source classes (modify)", modify, rows, "source", params["image_set"])
+    with right:
+        ranked_classes("Target classes (mimic)", mimic, rows, "target", params["image_set"])
+    st.caption(f"Rates count a success at RMS ≤ {cap:g}. Click a point or a cell to see its example.")
+    figure, shows = scatter(rows, cap)
+    if shows == "pairs":
+        st.caption(
+            "No class here is both a source and a target (a random target set), so the modify-vs-mimic "
+            "scatter is empty; every pair is drawn instead. With `--targets all` each class is both."
+        )
+    event = st.plotly_chart(figure, key=f"{key}.scatter", on_select="rerun", selection_mode="points")
+    _examples(params, rows, _picked(event), f"{key}.exs")
+    groups, class_group = sus.load_class_groups()
+    data = sus.report(rows, IMAGENET_CATEGORIES, class_group=class_group, groups=groups, cap=cap)
+    percent = {k: st.column_config.NumberColumn(format="percent") for k in ("modify", "mimic")}
+    st.dataframe(data["groups"], hide_index=True, column_config=percent)
+    names, matrix = data["group_matrix"]["groups"], data["group_matrix"]["rates"]
+    src = [i for i, line in enumerate(matrix) if any(v is not None for v in line)]
+    tgt = [j for j in range(len(names)) if any(line[j] is not None for line in matrix)]
+    sub = [[matrix[i][j] for j in tgt] for i in src]
+    heat = group_heatmap([names[i] for i in src], [names[j] for j in tgt], sub)
+    event = st.plotly_chart(heat, key=f"{key}.heat", on_select="rerun", selection_mode="points")
+    _examples(params, rows, _picked(event), f"{key}.exg", class_group)
+    st.download_button(
+        "Download the rows (CSV)",
+        sus.rows_csv(rows, IMAGENET_CATEGORIES),
+        "study_rows.csv",
+        mime="text/csv",
+        key=f"{key}.csv",
+        icon=":material/download:",
+    )
+
+
+# --- a study run from the page --------------------------------------------------------------------------------
+
+
+def page_study(model: str, images: str, limit: int, targets: int, max_rms: float) -> Study:
+    return Study(
+        model=model,
+        image_set=images,
+        attack="relabel",
+        selection=Selection(limit=limit),
+        targets=f"random:{targets}",
+        max_rms=max_rms,
+    )
+
+
+def cli_command(study: Study) -> str:
+    return (
+        f"python cli.py sweep --model {study.model} --images {study.image_set} \\\n"
+        f"    --limit {study.selection.limit} --targets {study.targets} --max-rms {study.max_rms:g} --db study.sqlite\n"
+        "python cli.py report --db study.sqlite   # or open study.sqlite on this page"
+    )
+
+
+def too_big(study: Study, device: str) -> str | None:
+    """Why the page will not run this study here (the CLI then does), or None."""
+    n_images = min(study.selection.limit or 10**9, len(open_image_set(study.image_set).items))
+    pairs = n_images * int(study.targets.partition(":")[2])
+    limit = MAX_PAIRS.get(device, MAX_PAIRS["cpu"])
+    return f"up to {pairs} pairs is too many for this page on {device} (at most {limit})" if pairs > limit else None
+
+
+def sweep(model: Any, study: Study, data: dict[str, Any]) -> Iterator[Progress]:
+    """Run the study into the session's database for it (same parameters: resumed); data['db'] names the file."""
+    digest = hashlib.sha256(json.dumps(study.params(), sort_keys=True).encode()).hexdigest()[:16]
+    data["db"] = str(session_dir() / f"run-{digest}.sqlite")
+    with SweepStore.open(data["db"], study.params()) as store:
+        for progress in run_sweep(model, open_image_set(study.image_set), study, store):
+            data["done"], data["total"] = progress.done, progress.total
+            data["stopped"] = (
+                f"Stopped: {progress.done} of {progress.total} pairs kept; Run again to resume."
+                if progress.stage != "screen"
+                else "Stopped while classifying the images; Run again to continue."
+            )
+            yield progress
+
+
+def live(slot: Any, data: dict[str, Any]) -> Any:
+    """The live view of a run: progress and the success curve of the rows so far."""
+
+    def paint(progress: Progress) -> None:
+        with slot.container():
+            st.progress(
+                progress.done / max(progress.total, 1), text=f"{progress.stage}: {progress.done}/{progress.total}"
+            )
+            if progress.stage == "attack" and "db" in data:
+                widgets.chart(st, success_curve(read(data["db"])[1]))
+
+    return paint
