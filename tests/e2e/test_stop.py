@@ -78,6 +78,7 @@ PAGES = {
     "fooling": _fooling,
     "transfer": _experiment("transfer", "exp-transfer-", "compare"),  # the classic comparison
     "robustness": _experiment("robustness", "exp-robust-", "run"),  # the defaults, with EOT
+    "defenses": _experiment("defenses", "exp-def-", "run"),  # three defenses on 8 samples
 }
 
 
