@@ -23,7 +23,7 @@ Defense.attackable(mode="adaptive", *, samples=4, seed=0) -> nn.Module
     is: zero/obfuscated gradients), "adaptive" (the defense's own: BPDA, EOT or exact), "bpda", "eot"
 bit_depth(x, bits), median_filter(x, size), jpeg_batch(x, quality)   the transforms as functions
 labelled_samples(model) / labelled_folder(path, model) -> list[LabelledImage]   8-bit model inputs with true class
-attack_in_chunks(attack, model, x, goal, *, chunk, seed) -> Iterator[(done, 8-bit adversarial chunk)]
+attack_in_chunks(attack, model, x, goal, *, chunk, seed, on_step=None) -> Iterator[(done, 8-bit adversarial chunk)]
 evaluate_defenses(model, images=None, *, defenses=None, attack="relabel", attack_params=None, full_budget=False,
                   eot_samples=4, seed=0, chunk=8) -> Iterator[DefenseProgress]
     each progress carries the report so far (.report); the last one is complete. DefenseReport.to_json(), .table()
@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -57,7 +57,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from attacks import Attack, AttackError, Goal, Param, make_attack
+from attacks import Attack, AttackError, Goal, Param, Step, make_attack
 from attacks.metrics import quantize
 from experiments.common import check_number
 from experiments.robustness import jpeg
@@ -503,7 +503,14 @@ def _met(probs: Tensor, goal: Goal) -> Tensor:
 
 
 def attack_in_chunks(
-    attack: Attack, model: nn.Module, x: Tensor, goal: Goal, *, chunk: int, seed: int
+    attack: Attack,
+    model: nn.Module,
+    x: Tensor,
+    goal: Goal,
+    *,
+    chunk: int,
+    seed: int,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Iterator[tuple[int, Tensor]]:
     """Run `attack` on x (N,3,H,W) in chunks of `chunk` images; yield (images done so far, the chunk's saved 8-bit
     adversarial images). Chunk j uses seed + j, so a run is reproducible whatever consumes it."""
@@ -512,6 +519,8 @@ def attack_in_chunks(
         last = None
         for step in attack.run(model, x[idx], goal.subset(idx), seed=seed + j):
             last = step
+            if on_step is not None:
+                on_step(step)  # a page's yield point (Stop within one step) and its progress
         if last is None:
             raise AttackError(f"attack {attack.name} yielded no step")
         yield int(idx[-1]) + 1, quantize(last.x_adv)  # (n, 3, H, W)
@@ -529,6 +538,7 @@ def evaluate_defenses(
     eot_samples: int = 4,
     seed: int = 0,
     chunk: int = 8,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Iterator[DefenseProgress]:
     """For each defense: clean accuracy of the defended model, and the attack's success against the bare model,
     against the defense by a non-adaptive attacker (the bare model's adversarial image passed through it), and by
@@ -537,6 +547,7 @@ def evaluate_defenses(
     images: default the shipped labelled samples; only those the bare model classifies correctly are attacked.
     defenses: names (default parameters) or {name: params}; default every registered defense.
     attack: a registered attack; untargeted when it can be, else toward a random class per image (seeded).
+    on_step: called after every attack step (a page's Stop takes effect there; ui.run.progress).
     adaptive=False skips the adaptive attacker (its columns are None): the cheap question "does the defense stop an
     attacker who ignores it?" alone.
     """
@@ -583,7 +594,7 @@ def evaluate_defenses(
 
     def run_attack(attacked: nn.Module, stage: str) -> Iterator[tuple[Tensor, DefenseProgress]]:
         nonlocal done
-        for _, x_adv in attack_in_chunks(atk, attacked, x0, goal, chunk=chunk, seed=seed):
+        for _, x_adv in attack_in_chunks(atk, attacked, x0, goal, chunk=chunk, seed=seed, on_step=on_step):
             done += 1
             yield x_adv, DefenseProgress(stage, done, total, report)  # the saved 8-bit images
 

@@ -62,7 +62,8 @@ with defend_tab:
 
     def start():
         assert model is not None and params is not None
-        work = view.defense_work(model, chosen, attack, params, n_images, seed=0)
+        on_step = run.progress(job, run.Draw(lambda step: view.step_bar(bar, job.data, step), run.Throttle(0.5)))
+        work = view.defense_work(model, chosen, attack, params, n_images, seed=0, on_step=on_step)
         return view.recorded(work, job.data)
 
     def paint(progress) -> None:
@@ -71,7 +72,6 @@ with defend_tab:
 
     with results:
         live = st.empty()
-        run.drive(job, start, run.Draw(paint, run.Throttle(min_interval=0.5)))
         run.show_notes(job)
         if job.data.get("report") is not None:
             view.show_report(live, job.data["report"])
@@ -139,3 +139,6 @@ with spot_tab:
         if st.button("Reveal", key=K + "reveal", type="primary", disabled=revealed):
             st.session_state[K + "revealed"] = seed
             st.rerun()
+
+# Outside the tabs: the run's watchdog (a fragment) must not live in a tab. It paints into the slots above.
+run.drive(job, start, run.Draw(paint, run.Throttle(min_interval=0.5)))

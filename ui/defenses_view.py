@@ -29,11 +29,20 @@ LESSON = (
 )
 
 
-def defense_work(model: Any, chosen: dict[str, dict[str, float]], attack: str, params: dict, n_images: int, seed: int):
-    """The evaluation generator on the first `n_images` shipped labelled samples."""
+def defense_work(
+    model: Any, chosen: dict[str, dict[str, float]], attack: str, params: dict, n_images: int, seed: int, on_step: Any
+) -> Iterator[Any]:
+    """The evaluation generator on the first `n_images` shipped labelled samples; on_step after every attack step."""
+    images = labelled_samples(model)[:n_images]
     return evaluate_defenses(
-        model, labelled_samples(model)[:n_images], defenses=chosen, attack=attack, attack_params=params, seed=seed
+        model, images, defenses=chosen, attack=attack, attack_params=params, seed=seed, on_step=on_step
     )
+
+
+def step_bar(bar: Any, data: dict[str, Any], step: Any) -> None:
+    """The progress bar between two finished chunks: the stage reached and the attack step under way."""
+    stage, done, total = data.get("stage", ("attack the bare model", 0, 1))
+    bar.progress(done / total, text=f"{stage} ({done}/{total}) · attack step {step.index}")
 
 
 def recorded(work: Iterator[Any], data: dict[str, Any]) -> Iterator[Any]:
