@@ -36,7 +36,7 @@ model = widgets.model_select("Model", K + "model", **off)
 defend_tab, detect_tab, spot_tab = st.tabs(["Defenses", "Detection", "Spot the adversarial"])
 
 with defend_tab:
-    settings, results = st.columns([1, 2.3], gap="large")
+    settings, results = st.columns([1.3, 2], gap="large")
     with settings:
         names = st.multiselect(
             "Defenses", list(DEFENSES), key=K + "defenses", format_func=lambda d: DEFENSES[d].title, **off

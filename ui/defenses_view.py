@@ -238,9 +238,10 @@ def show_grid(grid: dict[str, Any], key: str, revealed: bool) -> list[bool]:
                     if grid["attacked"][i]
                     else "untouched"
                 )
+                right = ticks[-1] == grid["attacked"][i]
                 col.markdown(
-                    f"{'✅' if ticks[-1] == grid['attacked'][i] else '❌'} {truth}  \n"
-                    f"squeezing: {score:.3f} → {'flagged' if flagged else 'passed'}  \n"
-                    f"model: {widgets.class_name(grid['labels'][i])}"
+                    f"{':green[:material/check_circle: right]' if right else ':red[:material/cancel: wrong]'}: {truth}"
+                    f"  \nsqueezing: {score:.3f} vs {grid['threshold']:.3f} → {'flagged' if flagged else 'passed'}"
+                    f"  \nmodel: {widgets.class_name(grid['labels'][i])}"
                 )
     return ticks
