@@ -9,10 +9,6 @@ import argparse
 from commands.common import add_model, add_output, emit
 from commands.defend import add_images, labelled_images
 
-#: The shipped samples hold two photos of a jeep at most: that many exemplar photos give this many random crops
-#: each, and the SVM trains and tests on SHIPPED_PER_SIDE items per class (the paper: 20+20, 30+30, from a folder).
-SHIPPED_CROPS, SHIPPED_PER_SIDE = 12, 10
-
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("detect", help="tell relabelled images apart: an SVM on features, or feature squeezing")
@@ -49,7 +45,13 @@ def _bar(work, desc: str):  # noqa: ANN001, ANN202
 
 def run(args: argparse.Namespace) -> int:
     from attacks import AttackError
-    from experiments.detection import run_squeeze_detection, run_svm_detection, shipped_detection_sets
+    from experiments.detection import (
+        SHIPPED_CROPS,
+        SHIPPED_PER_SIDE,
+        run_squeeze_detection,
+        run_svm_detection,
+        shipped_detection_sets,
+    )
     from models import class_index, load_model
 
     target = class_index(args.target)

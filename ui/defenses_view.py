@@ -11,7 +11,13 @@ import streamlit as st
 
 from experiments import defense_demo
 from experiments.defenses import DefenseReport, evaluate_defenses, labelled_samples
-from experiments.detection import run_squeeze_detection, run_svm_detection, shipped_detection_sets
+from experiments.detection import (
+    SHIPPED_CROPS,
+    SHIPPED_PER_SIDE,
+    run_squeeze_detection,
+    run_svm_detection,
+    shipped_detection_sets,
+)
 from models import IMAGENET_CATEGORIES
 from ui import figures, loaders, widgets
 
@@ -21,7 +27,6 @@ SERIES = {  # the bar chart's groups: DefenseRow property, legend, colour
     "nonadaptive_rate": ("attacker ignores the defense", figures.SOURCE_COLOUR),
     "adaptive_rate": ("attacker knows the defense", figures.TARGET_COLOUR),
 }
-SHIPPED_CROPS, SHIPPED_PER_SIDE = 12, 10  # as `cli.py detect` on the samples: crops per exemplar photo, items per side
 LESSON = (
     "The lesson of Athalye, Carlini & Wagner (2018): a preprocessing defense mostly hides the gradient. An attacker "
     "who ignores it is often stopped; one who knows it (BPDA: pretend the transform is the identity when "
