@@ -23,7 +23,7 @@ Defense.attackable(mode="adaptive", *, samples=4, seed=0) -> nn.Module
     is: zero/obfuscated gradients), "adaptive" (the defense's own: BPDA, EOT or exact), "bpda", "eot"
 bit_depth(x, bits), median_filter(x, size), jpeg_batch(x, quality)   the transforms as functions
 labelled_samples(model) / labelled_folder(path, model) -> list[LabelledImage]   8-bit model inputs with true class
-attack_in_chunks(attack, model, x, goal, *, chunk, seed) -> Iterator[(done, 8-bit adversarial chunk)]
+attack_in_chunks(attack, model, x, goal, *, chunk, seed, on_step=None) -> Iterator[(done, 8-bit adversarial chunk)]
 evaluate_defenses(model, images=None, *, defenses=None, attack="relabel", attack_params=None, full_budget=False,
                   eot_samples=4, seed=0, chunk=8) -> Iterator[DefenseProgress]
     each progress carries the report so far (.report); the last one is complete. DefenseReport.to_json(), .table()
@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -57,7 +57,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from attacks import Attack, AttackError, Goal, Param, make_attack
+from attacks import Attack, AttackError, Goal, Param, Step, make_attack
 from attacks.metrics import quantize
 from experiments.common import check_number
 from experiments.robustness import jpeg
@@ -403,13 +403,13 @@ class DefenseRow:
     clean_correct: int  # the defended classifier is right on the clean image
     bare_fooled: int  # the plain model on the bare model's adversarial image (over `images`)
     nonadaptive_fooled: int  # the defended model on the bare model's adversarial image (over clean_correct)
-    adaptive_fooled: int  # the defended model on the adaptive attacker's image (over clean_correct)
-    adaptive_fooled_plain: int  # the plain model on the adaptive attacker's image (over `images`)
+    adaptive_fooled: int | None  # the defended model on the adaptive attacker's image (over clean_correct)
+    adaptive_fooled_plain: int | None  # the plain model on the adaptive attacker's image (over `images`); None: not run
     seconds: float
 
     @staticmethod
-    def _rate(k: int, n: int) -> float | None:
-        return k / n if n else None
+    def _rate(k: int | None, n: int) -> float | None:
+        return k / n if n and k is not None else None
 
     @property
     def clean_accuracy(self) -> float | None:
@@ -479,9 +479,13 @@ class DefenseReport:
             lines.append(
                 f"{(r.defense + (' ' + params if params else '')):<28} {r.clean_correct:>4}/{r.images:<5}"
                 f" {r.bare_fooled:>3}/{r.images:<4} {r.nonadaptive_fooled:>4}/{r.clean_correct:<5}"
-                f" {r.adaptive_fooled:>4}/{r.clean_correct:<5}  {r.adaptive_method}"
+                f" {_count(r.adaptive_fooled, r.clean_correct)}  {r.adaptive_method}"
             )
         return "\n".join(lines)
+
+
+def _count(k: int | None, n: int) -> str:
+    return f"{k:>4}/{n:<5}" if k is not None else f"{'-':>4} {'':<5}"
 
 
 @dataclass
@@ -499,7 +503,14 @@ def _met(probs: Tensor, goal: Goal) -> Tensor:
 
 
 def attack_in_chunks(
-    attack: Attack, model: nn.Module, x: Tensor, goal: Goal, *, chunk: int, seed: int
+    attack: Attack,
+    model: nn.Module,
+    x: Tensor,
+    goal: Goal,
+    *,
+    chunk: int,
+    seed: int,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Iterator[tuple[int, Tensor]]:
     """Run `attack` on x (N,3,H,W) in chunks of `chunk` images; yield (images done so far, the chunk's saved 8-bit
     adversarial images). Chunk j uses seed + j, so a run is reproducible whatever consumes it."""
@@ -508,6 +519,8 @@ def attack_in_chunks(
         last = None
         for step in attack.run(model, x[idx], goal.subset(idx), seed=seed + j):
             last = step
+            if on_step is not None:
+                on_step(step)  # a page's yield point (Stop within one step) and its progress
         if last is None:
             raise AttackError(f"attack {attack.name} yielded no step")
         yield int(idx[-1]) + 1, quantize(last.x_adv)  # (n, 3, H, W)
@@ -521,9 +534,11 @@ def evaluate_defenses(
     attack: str = "relabel",
     attack_params: Mapping[str, float] | None = None,
     full_budget: bool = False,
+    adaptive: bool = True,
     eot_samples: int = 4,
     seed: int = 0,
     chunk: int = 8,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Iterator[DefenseProgress]:
     """For each defense: clean accuracy of the defended model, and the attack's success against the bare model,
     against the defense by a non-adaptive attacker (the bare model's adversarial image passed through it), and by
@@ -532,6 +547,9 @@ def evaluate_defenses(
     images: default the shipped labelled samples; only those the bare model classifies correctly are attacked.
     defenses: names (default parameters) or {name: params}; default every registered defense.
     attack: a registered attack; untargeted when it can be, else toward a random class per image (seeded).
+    on_step: called after every attack step (a page's Stop takes effect there; ui.run.progress).
+    adaptive=False skips the adaptive attacker (its columns are None): the cheap question "does the defense stop an
+    attacker who ignores it?" alone.
     """
     eot_samples = check_number("EOT samples", eot_samples, 1, 256, integer=True)
     chunk = check_number("chunk", chunk, 1, 1024, integer=True)
@@ -571,12 +589,12 @@ def evaluate_defenses(
         seed=seed,
     )
     n_chunks = math.ceil(n / chunk)
-    total = n_chunks * (1 + len(built))
+    total = n_chunks * (1 + len(built)) if adaptive else n_chunks + len(built)
     done = 0
 
     def run_attack(attacked: nn.Module, stage: str) -> Iterator[tuple[Tensor, DefenseProgress]]:
         nonlocal done
-        for _, x_adv in attack_in_chunks(atk, attacked, x0, goal, chunk=chunk, seed=seed):
+        for _, x_adv in attack_in_chunks(atk, attacked, x0, goal, chunk=chunk, seed=seed, on_step=on_step):
             done += 1
             yield x_adv, DefenseProgress(stage, done, total, report)  # the saved 8-bit images
 
@@ -590,15 +608,20 @@ def evaluate_defenses(
         start = time.perf_counter()
         clean_ok = defense.probabilities(x0).argmax(1).to(device) == labels  # (N,)
         na = _met(defense.probabilities(bare_adv).to(device), goal) & clean_ok
-        attacked = defense.attackable("adaptive", samples=eot_samples, seed=seed + 1)
-        parts = []
-        for x_adv, progress in run_attack(attacked, f"adaptive attack on {name}"):
-            parts.append(x_adv)
-            if len(parts) < n_chunks:
-                yield progress
-        adv = torch.cat(parts)  # (N, 3, S, S)
-        ad = _met(defense.probabilities(adv).to(device), goal) & clean_ok
-        ad_plain = _met(model.probabilities(adv).to(device), goal)
+        ad = ad_plain = None
+        if adaptive:
+            attacked = defense.attackable("adaptive", samples=eot_samples, seed=seed + 1)
+            parts = []
+            for x_adv, progress in run_attack(attacked, f"adaptive attack on {name}"):
+                parts.append(x_adv)
+                if len(parts) < n_chunks:
+                    yield progress
+            adv = torch.cat(parts)  # (N, 3, S, S)
+            ad = int((_met(defense.probabilities(adv).to(device), goal) & clean_ok).sum())
+            ad_plain = int(_met(model.probabilities(adv).to(device), goal).sum())
+        else:
+            done += 1
+            progress = DefenseProgress(f"non-adaptive check of {name}", done, total, report)
         report.rows.append(
             DefenseRow(
                 defense=name,
@@ -611,8 +634,8 @@ def evaluate_defenses(
                 clean_correct=int(clean_ok.sum()),
                 bare_fooled=report.bare_fooled,
                 nonadaptive_fooled=int(na.sum()),
-                adaptive_fooled=int(ad.sum()),
-                adaptive_fooled_plain=int(ad_plain.sum()),
+                adaptive_fooled=ad,
+                adaptive_fooled_plain=ad_plain,
                 seconds=time.perf_counter() - start,
             )
         )

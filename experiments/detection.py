@@ -174,6 +174,10 @@ def svm_accuracy(
 
 # --- the paper's experiment -----------------------------------------------------------------------------------
 
+#: The shipped samples' design (two jeep photos at most): random crops per exemplar photo, and the items per class on
+#: each side of a split. The CLI and the page both use it; a folder gets the paper's 20+20 / 30+30.
+SHIPPED_CROPS, SHIPPED_PER_SIDE = 12, 10
+
 
 def shipped_detection_sets(model: nn.Module, target: str | int = "jeep") -> tuple[list[Image.Image], list[Image.Image]]:
     """From the shipped samples: photos of `target` (Foolbox's labels) and every other sample photo the model does

@@ -97,6 +97,7 @@ PAGES = {
     "robustness": _experiment("robustness", "exp-robust-", "run"),  # the defaults, with EOT
     "susceptibility": _susceptibility,
     "how_it_works": _experiment("how_it_works", "how-train-", "run", tab="3 · A digits network"),  # training
+    "defenses": _experiment("defenses", "exp-def-", "run"),  # three defenses on 8 samples
 }
 
 
