@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from commands.common import Parser, user_errors
 
 #: Module names under commands/, in the order `cli.py --help` lists them.
-COMMANDS: tuple[str, ...] = ("catalog", "classify", "attack", "synthesize", "transfer", "robustness")
+COMMANDS: tuple[str, ...] = ("catalog", "classify", "attack", "synthesize", "transfer", "robustness", "universal")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -188,9 +188,10 @@ def model_inputs(model: nn.Module, images: Sequence[Image.Image] | Tensor) -> Te
     return torch.cat([pil_to_tensor(c) for c in crops]).to(_device(model))  # (N, 3, S, S)
 
 
-def _check(
+def check_settings(
     n: int, norm: str, xi: float | None, method: str, holdout: int | None, passes: int, delta: float
 ) -> tuple[float, int]:
+    """(xi, holdout) with their defaults filled in, or one AttackError line for a bad setting (before any work)."""
     check_choice("norm", norm, NORMS)
     check_choice("method", method, METHODS)
     xi = DEFAULT_XI[norm] if xi is None else xi
@@ -233,7 +234,7 @@ def compute_universal(
     Yields after every update of v and once per pass; deterministic under `seed`.
     """
     x = model_inputs(model, images)  # (N, 3, S, S)
-    xi, holdout = _check(len(x), norm, xi, method, holdout, passes, delta)
+    xi, holdout = check_settings(len(x), norm, xi, method, holdout, passes, delta)
     check_number("batch_size", batch_size, 1, 4096, integer=True)
     check_number("deepfool_steps", deepfool_steps, 1, 1000, integer=True)
     check_number("eval_every", eval_every, 1, 1000, integer=True)
