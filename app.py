@@ -15,6 +15,7 @@ PAGES = [
     st.Page(PAGES_DIR / "fooling_images.py", title="Fooling images", icon=":material/blur_on:"),
     st.Page(PAGES_DIR / "transfer.py", title="Transfer between models", icon=":material/swap_horiz:"),
     st.Page(PAGES_DIR / "robustness.py", title="Robustness to transformations", icon=":material/rotate_right:"),
+    st.Page(PAGES_DIR / "universal.py", title="Universal perturbations", icon=":material/grain:"),
 ]
 
 st.set_page_config(page_title="Adversarial Lab", page_icon=":material/bug_report:", layout="wide")

@@ -78,6 +78,7 @@ PAGES = {
     "fooling": _fooling,
     "transfer": _experiment("transfer", "exp-transfer-", "compare"),  # the classic comparison
     "robustness": _experiment("robustness", "exp-robust-", "run"),  # the defaults, with EOT
+    "universal": _experiment("universal", "exp-univ-", "run"),  # the defaults: SGD, 3 passes over 28 samples
 }
 
 
