@@ -23,7 +23,7 @@ from ui import figures, loaders, widgets
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "universal"
 #: The settings the shipped perturbation was made with; the cross-model table builds the other models' the same way.
 TABLE_SETTINGS = {"norm": "inf", "xi": 10.0, "method": "sgd", "holdout": 8, "passes": 10, "seed": 0}
-TABLE_MINUTES = "about 3-4 minutes for Lite1 and 4-5 for Lite2 on two CPU cores"
+TABLE_MINUTES = "about 3-4 minutes each on two busy CPU cores"
 ORIGINS = {"shipped": "shipped with the app", "run": "from your run", "loaded": "loaded from a file"}
 
 
@@ -135,7 +135,9 @@ def show_perturbation(slot: Any, v: np.ndarray, caption: str) -> None:
 
 def curves(slot: Any, history: list[tuple[int, float, float]]) -> None:
     series = {"training": [h[1] for h in history], "held-out": [h[2] for h in history]}
-    fig = figures.lines([h[0] for h in history], series, title="Fooling ratio", x_title="pass", y_title="")
+    fig = figures.lines(
+        [h[0] for h in history], series, title="Fooling ratio", x_title="pass", y_title="", categorical_x=True
+    )
     widgets.chart(slot, fig)
 
 
@@ -176,16 +178,20 @@ def show_grid(model_name: str, v: np.ndarray, meta: dict[str, Any], limit: int =
 
 
 def show_applied(model_name: str, a: universal.Applied) -> None:
-    """Before/after images and top-5 bars."""
+    """Before and after, each an image beside its top-5 bars."""
     before, after = int(a.probs_clean.argmax()), int(a.probs_perturbed.argmax())
-    cols = st.columns(4, gap="small")
-    widgets.show_image(cols[0], a.clean, f"Before: {label(before)}")
-    bars = figures.bars(a.probs_clean, IMAGENET_CATEGORIES, source=before, target=None, title="Before", n_rows=5)
-    widgets.chart(cols[1], bars)
-    widgets.show_image(cols[2], a.perturbed, f"After: {label(after)}{' ✔ fooled' if a.fooled else ''}")
-    target = after if a.fooled else None
-    bars = figures.bars(a.probs_perturbed, IMAGENET_CATEGORIES, source=before, target=target, title="After", n_rows=5)
-    widgets.chart(cols[3], bars)
+    rows = (
+        (a.clean, a.probs_clean, f"Before: {label(before)}", None),
+        (a.perturbed, a.probs_perturbed, f"After: {label(after)}{' ✔ fooled' if a.fooled else ''}", after),
+    )
+    for image, probs, caption, target in rows:
+        left, right = st.columns([1, 1.6], gap="small", vertical_alignment="center")
+        widgets.show_image(left, image, caption)
+        title = caption.split(":")[0] + f" ({model_name})"
+        target = target if a.fooled else None
+        widgets.chart(
+            right, figures.bars(probs, IMAGENET_CATEGORIES, source=before, target=target, title=title, n_rows=5)
+        )
 
 
 def show_table(usable: list[str]) -> None:
