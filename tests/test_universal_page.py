@@ -82,3 +82,23 @@ def test_bad_perturbation_upload_is_one_error(name: str, content: bytes, words: 
     errors = _errors(at)
     assert len(errors) == 1 and words in errors[0], errors
     assert "shipped with the app" in " ".join(m.value for m in at.markdown)  # the shown v is unchanged
+
+
+@pytest.mark.slow
+def test_attack_lab_adds_the_sessions_universal_perturbation() -> None:
+    """With a v from this session (here: the shipped one, as if loaded), the Attack Lab offers it under the result
+    and shows what the model says for the adversarial image + v; without one it offers nothing."""
+    at = AppTest.from_file(str(ROOT / "pages/attack_lab.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.button(key="run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [c for c in at.checkbox if c.key == "lab.univ"]
+    v = np.load(ROOT / "data/universal/efficientnet_lite0_linf10.npy")
+    at.session_state[K + "current"] = (v, {"model": "efficientnet_lite0"}, "loaded")
+    at.run()
+    box = next(c for c in at.checkbox if c.key == "lab.univ")
+    box.check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any(c.startswith("Before: umbrella") for c in captions), captions
+    assert any(c.startswith("After:") for c in captions), captions
