@@ -41,6 +41,7 @@ COMMANDS: tuple[str, ...] = (
     "report",
     "defend",
     "detect",
+    "universal",
 )
 
 

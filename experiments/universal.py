@@ -37,6 +37,7 @@ Public API (no Streamlit; the CLI and the page are thin calls):
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -188,9 +189,10 @@ def model_inputs(model: nn.Module, images: Sequence[Image.Image] | Tensor) -> Te
     return torch.cat([pil_to_tensor(c) for c in crops]).to(_device(model))  # (N, 3, S, S)
 
 
-def _check(
+def check_settings(
     n: int, norm: str, xi: float | None, method: str, holdout: int | None, passes: int, delta: float
 ) -> tuple[float, int]:
+    """(xi, holdout) with their defaults filled in, or one AttackError line for a bad setting (before any work)."""
     check_choice("norm", norm, NORMS)
     check_choice("method", method, METHODS)
     xi = DEFAULT_XI[norm] if xi is None else xi
@@ -233,7 +235,7 @@ def compute_universal(
     Yields after every update of v and once per pass; deterministic under `seed`.
     """
     x = model_inputs(model, images)  # (N, 3, S, S)
-    xi, holdout = _check(len(x), norm, xi, method, holdout, passes, delta)
+    xi, holdout = check_settings(len(x), norm, xi, method, holdout, passes, delta)
     check_number("batch_size", batch_size, 1, 4096, integer=True)
     check_number("deepfool_steps", deepfool_steps, 1, 1000, integer=True)
     check_number("eval_every", eval_every, 1, 1000, integer=True)
@@ -330,9 +332,10 @@ def sgd_step(
 # --- saving, viewing, applying ---------------------------------------------------------------------------------
 
 
-def amplified(v: Tensor) -> tuple[Image.Image, float]:
-    """v made visible: 0.5 + gain * v with gain = 0.5 / max|v| (so the largest value spans mid-grey to black or
-    white); returns the 8-bit PIL image and the gain."""
+def amplified(v: Tensor | np.ndarray) -> tuple[Image.Image, float]:
+    """v (3,H,W) made visible: 0.5 + gain * v with gain = 0.5 / max|v| (so the largest value spans mid-grey to
+    black or white); returns the 8-bit PIL image and the gain."""
+    v = torch.as_tensor(v, dtype=torch.float32)
     peak = float(v.abs().max())
     gain = 0.5 / peak if peak > 0 else 1.0
     return tensor_to_pil(amplified_difference(v[None], torch.zeros_like(v[None]), gain)), gain
@@ -359,11 +362,30 @@ def load_perturbation(path: str | os.PathLike[str]) -> tuple[Tensor, dict[str, A
         arr = np.load(npy, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise AttackError(f"cannot read perturbation {str(npy)!r}: {err}") from None
-    if arr.ndim != 3 or arr.shape[0] != 3 or not np.isfinite(arr).all():
-        raise AttackError(f"{str(npy)!r} is not a finite (3,H,W) perturbation (shape {arr.shape})")
     side = npy.with_suffix(".json")
     meta = json.loads(side.read_text()) if side.exists() else {}
-    return torch.from_numpy(arr.astype(np.float32)), meta
+    return torch.from_numpy(_checked(arr, str(npy))), meta
+
+
+def read_perturbation(data: bytes, name: str = "the file") -> np.ndarray:
+    """An uploaded .npy's bytes -> v (3,H,W) float32, checked like load_perturbation; AttackError if unusable."""
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        raise AttackError(f"{name} is not a NumPy .npy file") from None
+    return _checked(arr, name)
+
+
+def _checked(arr: Any, name: str) -> np.ndarray:
+    """Why a (3,H,W) float array: v is one RGB pattern in [0,1] pixel units; anything else is refused, as is a v
+    larger than any image change (|v| > 1)."""
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise AttackError(f"{name!r} is not a numeric (3,H,W) perturbation")
+    if arr.ndim != 3 or arr.shape[0] != 3 or not np.isfinite(arr).all():
+        raise AttackError(f"{name!r} is not a finite (3,H,W) perturbation (shape {arr.shape})")
+    if arr.shape[1] < 8 or arr.shape[2] < 8 or np.abs(arr).max() > 1.0:
+        raise AttackError(f"{name!r} is not a perturbation in [-1, 1] pixel units of at least 8x8 (shape {arr.shape})")
+    return arr.astype(np.float32)
 
 
 # --- several models ---------------------------------------------------------------------------------------------
@@ -383,7 +405,7 @@ class CrossModelTable:
 
 
 def cross_model_table(
-    models: Sequence[nn.Module], perturbations: Mapping[str, Tensor], images: Sequence[Image.Image]
+    models: Sequence[nn.Module], perturbations: Mapping[str, Tensor | np.ndarray], images: Sequence[Image.Image]
 ) -> CrossModelTable:
     """Each perturbation (by name, usually its source model) evaluated on every model, on the same photos.
 
@@ -394,7 +416,7 @@ def cross_model_table(
         x = model_inputs(model, images)  # (N, 3, S, S)
         labels = predict(model, x)
         for i, v in enumerate(perturbations.values()):
-            ratio[i][j] = fooling_ratio(model, x, v, labels)
+            ratio[i][j] = fooling_ratio(model, x, torch.as_tensor(v, dtype=torch.float32), labels)
     names = [str(getattr(m, "name", f"model{j}")) for j, m in enumerate(models)]
     return CrossModelTable(list(perturbations), names, ratio, len(images))
 
@@ -413,3 +435,37 @@ def load_image_set(name: str) -> tuple[list[str], list[Image.Image]]:
     if not files:
         raise AttackError(f"no image files in {name!r}")
     return [f.name for f in files], [load_image(f) for f in files]
+
+
+# --- for the page: numpy in and out, so Streamlit code needs no torch -----------------------------------------------
+
+
+@dataclass
+class Applied:
+    """One photo with and without v, as `model` sees it: both 8-bit images (H,W,3) uint8 and both (K,) probability
+    vectors (the second on the 8-bit x + v, as a saved PNG would be classified)."""
+
+    clean: np.ndarray
+    perturbed: np.ndarray
+    probs_clean: np.ndarray
+    probs_perturbed: np.ndarray
+
+    @property
+    def fooled(self) -> bool:
+        return int(self.probs_clean.argmax()) != int(self.probs_perturbed.argmax())
+
+
+def apply_to_photos(model: nn.Module, photos: Sequence[Image.Image], v: np.ndarray | Tensor) -> list[Applied]:
+    """Each photo through the model's preprocess, v (resized to its input) added and rounded to 8 bits, both
+    classified: the page's before/after view, the held-out grid and an uploaded photo alike."""
+    x = model_inputs(model, photos)  # (N, 3, S, S)
+    xv = apply_perturbation(x, torch.as_tensor(v, dtype=torch.float32))  # (N, 3, S, S)
+    with torch.no_grad():
+        p0 = torch.cat([model(quantize(x[i : i + _BATCH])).softmax(1) for i in range(0, len(x), _BATCH)])  # (N, K)
+        p1 = torch.cat([model(xv[i : i + _BATCH]).softmax(1) for i in range(0, len(x), _BATCH)])  # (N, K)
+    c, a = _uint8(x), _uint8(xv)  # (N, S, S, 3)
+    return [Applied(c[i], a[i], p0[i].cpu().numpy(), p1[i].cpu().numpy()) for i in range(len(x))]
+
+
+def _uint8(x: Tensor) -> np.ndarray:
+    return (quantize(x) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, 3)

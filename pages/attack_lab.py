@@ -6,7 +6,7 @@ ui.lab_view).
 
 import streamlit as st
 
-from ui import lab_record, lab_view, pickers, run, state
+from ui import lab_record, lab_view, loaders, pickers, run, state, universal_view
 
 state.init_state()
 job = run.job(lab_record.JOB)
@@ -53,3 +53,12 @@ run_col, stop_col, status = st.columns([1, 1, 6], gap="small", vertical_alignmen
 run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col))
 view = lab_view.LiveView(status)
 lab_view.live(job, view, seen=seen, image=image, target=target, choice=choice, query=query)
+
+record = st.session_state.get(lab_record.RECORD)
+universal = st.session_state.get("exp.univ.current")  # a v computed or loaded on the Universal page this session
+if universal is not None and record is not None and record.status != "running" and record.last_image is not None:
+    if st.checkbox(f"Add the universal perturbation (for {universal[1].get('model')}) to the result", key="lab.univ"):
+        png = loaders.to_png(record.last_image)
+        universal_view.show_applied(
+            record.model_name, universal_view.applied_photo(record.model_name, None, png, universal[0])
+        )

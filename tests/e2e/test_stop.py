@@ -98,6 +98,7 @@ PAGES = {
     "susceptibility": _susceptibility,
     "how_it_works": _experiment("how_it_works", "how-train-", "run", tab="3 · A digits network"),  # training
     "defenses": _experiment("defenses", "exp-def-", "run"),  # three defenses on 8 samples
+    "universal": _experiment("universal", "exp-univ-", "run"),  # the defaults: SGD, 3 passes over 28 samples
 }
 
 

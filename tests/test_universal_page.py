@@ -1,0 +1,104 @@
+"""The Universal perturbations page, headless with AppTest on Lite0: it opens on the shipped perturbation, a small
+SGD run finishes with its fooling ratios, and a bad .npy upload is one error line."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+K = "exp.univ."
+TIMEOUT = 600  # a loaded 2-core machine
+
+
+@pytest.fixture(scope="module")
+def opened() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages/universal.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_opens_on_the_shipped_perturbation_applied(opened: AppTest) -> None:
+    at = opened
+    assert not _errors(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "shipped with the app" in text and "held-out fooling ratio 38% on 8 images" in text
+    assert "Held-out images on efficientnet_lite0: 3 of 8 change label" in text  # recounted, as in its JSON
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any(c.startswith("Before:") for c in captions) and any(c.startswith("After:") for c in captions)
+    assert any("amplified ×" in c for c in captions)
+    assert len(at.get("plotly_chart")) >= 3  # before/after bars and the cross-model heatmap
+
+
+@pytest.mark.slow
+def test_small_sgd_run_finishes_with_fooling_ratios(opened: AppTest) -> None:
+    at = opened
+    at.session_state[K + "count"] = 4
+    at.session_state[K + "holdout"] = 1
+    at.session_state[K + "passes"] = 1
+    at.session_state[K + "method"] = "sgd"
+    at.run()
+    at.button(key=K + "run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not _errors(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Pass 1 of 1**" in text and "training **" in text and "of 3, held-out **" in text, text
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any("from your run" in c for c in captions), captions
+    job = at.session_state[K + "job"]
+    assert job.status == "finished" and job.data["history"][-1][0] == 1
+    assert np.abs(job.data["v"]).max() <= 10 / 255 + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("notes.npy", b"this is not an array", "not a NumPy .npy file"),
+        ("flat.npy", _npy(np.zeros((224, 224), np.float32)), "(3,H,W)"),
+        ("huge.npy", _npy(np.full((3, 16, 16), 7.0, np.float32)), "[-1, 1]"),
+    ],
+    ids=["text", "flat", "too-large"],
+)
+def test_bad_perturbation_upload_is_one_error(name: str, content: bytes, words: str) -> None:
+    at = AppTest.from_file(str(ROOT / "pages/universal.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.get("file_uploader")[0].set_value((name, content, "application/octet-stream")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = _errors(at)
+    assert len(errors) == 1 and words in errors[0], errors
+    assert "shipped with the app" in " ".join(m.value for m in at.markdown)  # the shown v is unchanged
+
+
+@pytest.mark.slow
+def test_attack_lab_adds_the_sessions_universal_perturbation() -> None:
+    """With a v from this session (here: the shipped one, as if loaded), the Attack Lab offers it under the result
+    and shows what the model says for the adversarial image + v; without one it offers nothing."""
+    at = AppTest.from_file(str(ROOT / "pages/attack_lab.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.button(key="run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [c for c in at.checkbox if c.key == "lab.univ"]
+    v = np.load(ROOT / "data/universal/efficientnet_lite0_linf10.npy")
+    at.session_state[K + "current"] = (v, {"model": "efficientnet_lite0"}, "loaded")
+    at.run()
+    box = next(c for c in at.checkbox if c.key == "lab.univ")
+    box.check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any(c.startswith("Before: umbrella") for c in captions), captions
+    assert any(c.startswith("After:") for c in captions), captions
