@@ -56,6 +56,11 @@ def _idle(page) -> None:
     page.wait_for_selector("[data-test-script-state='notRunning']")
 
 
+def _verdict(page) -> str:
+    """The verdict line: label, probability, RMS and max change of the saved image (equal runs say the same)."""
+    return page.locator(VERDICT).first.inner_text().strip()
+
+
 def _run_once(page, url: str) -> tuple[float, float]:
     """Click Run on the Attack Lab at `url`; seconds to the first live bars and to the verdict."""
     page.goto(url)
@@ -114,6 +119,7 @@ def main() -> None:
             print(f"first run (model load included): click -> first bars {first:.2f} s, -> verdict {verdict:.2f} s")
             print(f"memory after one default run: {rss_mib(proc.pid):.0f} MiB")
             first, verdict = _run_once(page, url)
+            alone = _verdict(page)
             print(f"warm default run: click -> first bars {first:.2f} s, -> verdict {verdict:.2f} s")
             _run_once(page, url + LONG_RUN)
             print(f"memory after a 200-step run: {rss_mib(proc.pid):.0f} MiB")
@@ -136,10 +142,15 @@ def main() -> None:
             start = time.perf_counter()
             for pg in pages:
                 pg.locator(".st-key-run button:visible").first.click()
+            pages[-1].wait_for_timeout(2000)
+            busy = sum(pg.get_by_text("The server is busy").count() > 0 for pg in pages)
+            print(f"sessions that said 'The server is busy' while the others ran: {busy}/{len(pages)}")
             for pg in pages:
                 pg.wait_for_selector(VERDICT)
             took = time.perf_counter() - start
             print(f"{args.sessions} sessions running at once: all verdicts after {took:.1f} s")
+            same = [_verdict(pg) == alone for pg in pages]
+            print(f"same verdict as one session alone: {sum(same)}/{len(same)} ({alone!r})")
             print(f"memory with {args.sessions} sessions each run once: {rss_mib(proc.pid):.0f} MiB")
             browser.close()
     finally:

@@ -59,7 +59,7 @@ def target_allowed(sources: list[str], picked: widgets.PickedImage, target: int 
             "pick another target"
         )
         return False
-    st.caption(f"Now {who} sees: **{widgets.class_name(source_class)}**.")
+    st.caption(f"In the clean image (before any attack), {who} sees **{widgets.class_name(source_class)}**.")
     return True
 
 
