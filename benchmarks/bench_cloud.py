@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 VERDICT = "[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentWarning']"
-#: A run that lasts its 200 steps: steps of 0.01/255 cannot reach p(target) 0.9 sooner.
-LONG_RUN = "?steps=200&step_size=0.01"
+#: A run that lasts all its steps (200 by default): steps of 0.01/255 cannot reach p(target) 0.9 sooner.
+LONG_RUN = "?steps={steps}&step_size=0.01"
 
 
 def rss_mib(pid: int) -> float:
@@ -78,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one-core", action="store_true", help="taskset -c 0 and one torch thread")
     parser.add_argument("--sessions", type=int, default=3, help="browser sessions running at once")
+    parser.add_argument("--long-steps", type=int, default=200, help="steps of the long run (fewer on a busy machine)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -121,8 +122,8 @@ def main() -> None:
             first, verdict = _run_once(page, url)
             alone = _verdict(page)
             print(f"warm default run: click -> first bars {first:.2f} s, -> verdict {verdict:.2f} s")
-            _run_once(page, url + LONG_RUN)
-            print(f"memory after a 200-step run: {rss_mib(proc.pid):.0f} MiB")
+            _run_once(page, url + LONG_RUN.format(steps=args.long_steps))
+            print(f"memory after a {args.long_steps}-step run: {rss_mib(proc.pid):.0f} MiB")
             for link in ("fooling_images", "transfer", "robustness"):
                 start = time.perf_counter()
                 page.goto(f"{url}/{link}")
