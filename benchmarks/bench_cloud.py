@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 VERDICT = "[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentWarning']"
-#: A run that lasts its 200 steps: steps of 0.01/255 cannot reach p(target) 0.9 sooner.
-LONG_RUN = "?steps=200&step_size=0.01"
+#: A run that lasts all its steps (200 by default): steps of 0.01/255 cannot reach p(target) 0.9 sooner.
+LONG_RUN = "?steps={steps}&step_size=0.01"
 
 
 def rss_mib(pid: int) -> float:
@@ -56,6 +56,11 @@ def _idle(page) -> None:
     page.wait_for_selector("[data-test-script-state='notRunning']")
 
 
+def _verdict(page) -> str:
+    """The verdict line: label, probability, RMS and max change of the saved image (equal runs say the same)."""
+    return page.locator(VERDICT).first.inner_text().strip()
+
+
 def _run_once(page, url: str) -> tuple[float, float]:
     """Click Run on the Attack Lab at `url`; seconds to the first live bars and to the verdict."""
     page.goto(url)
@@ -73,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one-core", action="store_true", help="taskset -c 0 and one torch thread")
     parser.add_argument("--sessions", type=int, default=3, help="browser sessions running at once")
+    parser.add_argument("--long-steps", type=int, default=200, help="steps of the long run (fewer on a busy machine)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -114,9 +120,10 @@ def main() -> None:
             print(f"first run (model load included): click -> first bars {first:.2f} s, -> verdict {verdict:.2f} s")
             print(f"memory after one default run: {rss_mib(proc.pid):.0f} MiB")
             first, verdict = _run_once(page, url)
+            alone = _verdict(page)
             print(f"warm default run: click -> first bars {first:.2f} s, -> verdict {verdict:.2f} s")
-            _run_once(page, url + LONG_RUN)
-            print(f"memory after a 200-step run: {rss_mib(proc.pid):.0f} MiB")
+            _run_once(page, url + LONG_RUN.format(steps=args.long_steps))
+            print(f"memory after a {args.long_steps}-step run: {rss_mib(proc.pid):.0f} MiB")
             for link in ("fooling_images", "transfer", "robustness"):
                 start = time.perf_counter()
                 page.goto(f"{url}/{link}")
@@ -136,10 +143,15 @@ def main() -> None:
             start = time.perf_counter()
             for pg in pages:
                 pg.locator(".st-key-run button:visible").first.click()
+            pages[-1].wait_for_timeout(2000)
+            busy = sum(pg.get_by_text("The server is busy").count() > 0 for pg in pages)
+            print(f"sessions that said 'The server is busy' while the others ran: {busy}/{len(pages)}")
             for pg in pages:
                 pg.wait_for_selector(VERDICT)
             took = time.perf_counter() - start
             print(f"{args.sessions} sessions running at once: all verdicts after {took:.1f} s")
+            same = [_verdict(pg) == alone for pg in pages]
+            print(f"same verdict as one session alone: {sum(same)}/{len(same)} ({alone!r})")
             print(f"memory with {args.sessions} sessions each run once: {rss_mib(proc.pid):.0f} MiB")
             browser.close()
     finally:

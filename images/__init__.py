@@ -3,7 +3,16 @@
 No Streamlit here, so the CLI and the tests use exactly the same loading code as the pages.
 """
 
-from images.loading import MAX_PIXELS, ImageError, load_image
+from images.loading import MAX_PIXELS, ImageError, frame_count, load_image
 from images.samples import SAMPLES, Sample, load_sample, sample_thumbnail
 
-__all__ = ["ImageError", "MAX_PIXELS", "load_image", "SAMPLES", "Sample", "load_sample", "sample_thumbnail"]
+__all__ = [
+    "ImageError",
+    "MAX_PIXELS",
+    "frame_count",
+    "load_image",
+    "SAMPLES",
+    "Sample",
+    "load_sample",
+    "sample_thumbnail",
+]

@@ -188,6 +188,16 @@ def _decode(fp: IO[bytes], max_pixels: int) -> Image.Image:
         raise ImageError(_describe(err, max_pixels)) from err
 
 
+def frame_count(data: bytes) -> int:
+    """Frames in an encoded image (an animated GIF or WebP, a multi-page TIFF). `load_image` keeps only the first,
+    so a page can say so. 1 for a still image, and for a file PIL cannot read (load_image reports that one)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(getattr(im, "n_frames", 1))
+    except _DECODE_ERRORS:
+        return 1
+
+
 def _check_size(n_bytes: int) -> None:
     if n_bytes == 0:
         raise ImageError("the file is empty")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
 from models.classifier import Classifier
@@ -64,6 +63,10 @@ def grad_cam(model: Classifier, x: Tensor, classes: Tensor | list[int] | int) ->
     view = _ViewModel(model, replace_submodule(model.net, spec.gradcam_layer, tap))
     n = x.shape[0]
     target = torch.as_tensor(classes, device=x.device).long().reshape(-1).expand(n)  # (N,)
+    # Imported here, not at the top: captum brings matplotlib (~50 MB resident), which the app's first page and
+    # the CLI's other commands never need (benchmarks/bench_cloud.py).
+    from captum.attr import LayerGradCam
+
     cam = LayerGradCam(view, tap.map)
     with torch.enable_grad():
         inp = x.detach().clone().requires_grad_(True)  # captum needs a graph from the input to the layer

@@ -22,8 +22,11 @@ st.caption(
 for message in state.url_errors():
     st.error(f"{message[:1].upper()}{message[1:]}.")
 
+# Run and Stop above the setup (filled in below, once the setup is known): on first load at 1366x768 the open
+# setup fills the screen and would push them below the fold.
+controls = st.container()
 with st.expander(pickers.setup_summary(), expanded=True, key=state.SETUP_OPEN, on_change="rerun"):
-    col_image, col_seen, col_goal, col_attack = st.columns([1.35, 1, 1, 1], gap="medium")
+    col_image, col_seen, col_goal, col_attack = st.columns([1.45, 1, 1.15, 1], gap="medium")
     with col_image:
         st.markdown("**1 · Image**")
         image = pickers.image_picker(disabled=running)
@@ -49,7 +52,7 @@ query = state.settings_query(
 )
 state.write_url(query)
 
-run_col, stop_col, status = st.columns([1, 1, 6], gap="small", vertical_alignment="center")
+run_col, stop_col, status = controls.columns([1, 1, 6], gap="small", vertical_alignment="center")
 run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col))
 view = lab_view.LiveView(status)
 lab_view.live(job, view, seen=seen, image=image, target=target, choice=choice, query=query)

@@ -53,9 +53,9 @@ with settings:
                 )
                 target_ok = False
             else:
-                st.caption(f"Now the model sees: **{widgets.class_name(source)}**.")
+                st.caption(f"In the clean image (before any attack), the model sees **{widgets.class_name(source)}**.")
     attack_name = st.selectbox(
-        "Attack", TARGETED, key=K + "attack", format_func=lambda a: ATTACKS[a].title, disabled=running
+        "Attack", TARGETED, key=K + "attack", format_func=lambda a: ATTACKS[a].title.split(" (")[0], disabled=running
     )
     st.caption(ATTACKS[attack_name].summary)
     with st.expander("Attack parameters (plain)"):

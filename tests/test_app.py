@@ -118,6 +118,13 @@ def test_replay_scrubber_redraws_an_earlier_step(finished: AppTest) -> None:
     slider.set_value(0).run()
     assert not at.exception, at.exception
     assert any(c == "Adversarial at step 0" for img in at.get("image") for c in img.captions)
+    # A step between snapshots: the caption says whose image it is, beside the bars of the step.
+    snapped = [s for s in record.steps if record.snapshots.at(s) is not None and record.snapshots.at(s)[0] != s]
+    if snapped:
+        slider.set_value(record.steps.index(snapped[0])).run()
+        shown = record.snapshots.at(snapped[0])[0]
+        want = f"Replay at step {snapped[0]}: image of step {shown}, the nearest snapshot"
+        assert any(c == want for img in at.get("image") for c in img.captions)
 
 
 @pytest.mark.parametrize(
@@ -192,6 +199,32 @@ def test_tiny_upload_says_it_is_enlarged() -> None:
     at.get("file_uploader")[0].set_value(("tiny.png", _png(Image.new("RGB", (4, 4), "red")), "image/png")).run()
     assert not at.exception, at.exception
     assert any(c.value.startswith("Your image is only 4×4 pixels") for c in at.caption)
+
+
+def test_animated_upload_says_only_its_first_frame_is_used() -> None:
+    frames = [Image.new("RGB", (64, 64), c) for c in ("red", "green", "blue")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    at = _app()
+    at.session_state[S.SOURCE] = "Upload"
+    at.run()
+    at.get("file_uploader")[0].set_value(("anim.gif", buf.getvalue(), "image/gif")).run()
+    assert not at.exception, at.exception
+    assert any("3 frames" in c.value and "only the first frame is used" in c.value for c in at.caption)
+
+
+def test_the_page_says_when_other_sessions_are_running() -> None:
+    """The shared counter of runs being driven (ui.run.busy_note): another session's run shows as a caption."""
+    running = run._running_now()
+    with running.lock:
+        running.ids.add("another-session/lab.job")
+    try:
+        at = _app()
+        assert any(c.value.startswith(":material/hourglass_top: The server is busy") for c in at.caption)
+    finally:
+        with running.lock:
+            running.ids.discard("another-session/lab.job")
+    assert not any("server is busy" in c.value for c in _app().caption)
 
 
 def test_unreachable_online_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,6 +363,24 @@ def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
     )
     assert len(lines["data"][0]["x"]) <= 410 and 4321 in lines["data"][0]["x"]
     assert any(s.get("x0") == 4321 for s in lines["layout"]["shapes"])
+    # An early flip's note stands right of its line (it was cut at the chart's left edge), a late one left of it.
+    early = figures.history_lines(
+        list(range(100)),
+        [0.5] * 100,
+        [0.1] * 100,
+        [0.0] * 100,
+        source_label="a",
+        target_label="b",
+        flip_step=4,
+        rms_cap=None,
+    )
+    assert early["layout"]["annotations"][0]["xanchor"] == "left"
+    assert lines["layout"]["annotations"][0]["xanchor"] == "right"
+    # A series at p = 0 everywhere is drawn above the axis line, not under it.
+    zero = figures.lines([1, 2], {"plain": [0.0, 0.0]}, title="t", x_title="x", y_title="y")
+    assert zero["layout"]["yaxis"]["range"][0] < 0 and zero["data"][0]["cliponaxis"] is False
+    bars = figures.still_fooled_bars({"plain": [("Rotation", 0, 5)]}, {"plain": "blue"})
+    assert bars["data"][0]["x"][0] > 0 and bars["data"][0]["text"] == ["0/5"]
     labels = figures.row_labels([134, 517, 1], IMAGENET_CATEGORIES, source=1, target=None)
     assert len(set(labels)) == 3  # the two "crane" classes stay distinguishable
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from images import MAX_PIXELS, SAMPLES, ImageError, Sample, load_image, load_sample, sample_thumbnail
+from images import MAX_PIXELS, SAMPLES, ImageError, Sample, frame_count, load_image, load_sample, sample_thumbnail
 from images.loading import MAX_BYTES
 
 
@@ -128,6 +128,9 @@ def test_gif_takes_the_first_frame() -> None:
     out = load_image(data)
     assert out.mode == "RGB" and out.size == (8, 6)
     assert out.getpixel((3, 3)) == (255, 0, 0)
+    assert frame_count(data) == 3  # what the pages' note says ("only the first frame is used")
+    assert frame_count(_encode(frames[0], "GIF")) == 1
+    assert frame_count(b"not an image") == 1  # load_image reports that one
 
 
 def test_multipage_tiff_takes_the_first_page() -> None:

@@ -181,6 +181,7 @@ def history_lines(
     top_rms = max([float(r) for r in rms] + [rms_cap or 0.0, 1e-3]) * 1.15
     shapes: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
+    last = max(xs[-1] if xs else 1, 1)
     if flip_step is not None:
         shapes.append(
             {
@@ -201,8 +202,9 @@ def history_lines(
                 "xref": "x",
                 "yref": "paper",
                 "showarrow": False,
-                "text": f"flipped at step {flip_step} ",
-                "xanchor": "right",
+                # On the side of the line with room: right of it in the left half, so an early flip is not cut.
+                "text": f" flipped at step {flip_step}" if flip_step < last / 2 else f"flipped at step {flip_step} ",
+                "xanchor": "left" if flip_step < last / 2 else "right",
                 "yanchor": "bottom",
                 "font": {"size": 13},
             }
@@ -233,7 +235,6 @@ def history_lines(
                 "line": {"color": RMS_COLOUR, "width": 1, "dash": "dash"},
             }
         )
-    last = max(xs[-1] if xs else 1, 1)
     return {
         "data": traces,
         "layout": {
@@ -302,6 +303,7 @@ def lines(
             "name": name,
             "x": [str(v) for v in x] if categorical_x else list(x),
             "y": [float(v) for v in ys],
+            "cliponaxis": False,  # a series at the range's edge (p = 0 everywhere) keeps its whole markers
             **(
                 {"line": {"color": colours[name], "width": 3}}
                 if colours and name in colours
@@ -314,7 +316,10 @@ def lines(
     if log_y:
         yaxis.update({"type": "log", "dtick": 1, "tickformat": "~%"})  # one tick per decade: 0.1%, 1%, 10%, 100%
     elif y_range is not None:
-        yaxis.update({"range": list(y_range), "tickformat": ".0%"})
+        # A little room beyond the range, so a series lying on its edge (p = 0 everywhere) is drawn above the axis
+        # line, not hidden under it.
+        pad = 0.04 * (y_range[1] - y_range[0])
+        yaxis.update({"range": [y_range[0] - pad, y_range[1] + pad], "tickformat": ".0%", "zeroline": False})
     return {
         "data": traces,
         "layout": {
@@ -367,6 +372,10 @@ def heatmap(
     }
 
 
+#: Width of a bar that stands for 0, so a series that is 0 everywhere (the plain attack) is still seen in its colour.
+ZERO_STUB = 0.008
+
+
 def still_fooled_bars(counts: dict[str, list[tuple[str, int, int]]], colours: dict[str, str]) -> dict[str, Any]:
     """Per transform, the fraction of its strengths at which each image stays fooled: horizontal grouped bars, so
     every transform's name is read in full. counts: series name -> [(transform title, still fooled, tried)]."""
@@ -380,8 +389,10 @@ def still_fooled_bars(counts: dict[str, list[tuple[str, int, int]]], colours: di
                 "orientation": "h",
                 "name": what,
                 "y": names,
-                "x": [ok / total for _, ok, total in rows],
+                # A series at 0 would be no bar at all: a stub of ZERO_STUB marks it, its text says 0/n.
+                "x": [max(ok / total, ZERO_STUB) for _, ok, total in rows],
                 "text": [f"{ok}/{total}" for _, ok, total in rows],
+                "hovertemplate": "%{y}: %{text}<extra>" + what + "</extra>",
                 "textposition": "outside",
                 "cliponaxis": False,
                 "marker": {"color": colours.get(what, OTHER_COLOUR)},

@@ -102,6 +102,7 @@ class LiveView:
         images, cams = st.columns([3, 1.1], gap="medium")
         with images:
             st.markdown("##### Original · adversarial · amplified difference")
+            st.space(12)  # room for the images' full-screen button, which otherwise sits on the heading
             cols = st.columns(3, gap="small")
             self.original, self.adversarial, self.difference = (c.empty() for c in cols)
             _, slider = st.columns([2, 1])
@@ -117,6 +118,7 @@ class LiveView:
             )
         with cams:
             st.markdown("##### Where the model looks (Grad-CAM)")
+            st.space(12)
             top, bottom = st.columns(2, gap="small"), st.columns(2, gap="small")
             # Order of draw_cams: source on original, source on adversarial, target on original, on adversarial.
             self.cams = [top[0].empty(), top[1].empty(), bottom[0].empty(), bottom[1].empty()]
@@ -166,8 +168,11 @@ class LiveView:
             ),
         )
 
-    def draw_images(self, record: RunRecord, image: np.ndarray, step: int | None = None) -> None:
-        """Original | adversarial | amplified difference, as exact PNGs."""
+    def draw_images(
+        self, record: RunRecord, image: np.ndarray, step: int | None = None, *, shown_for: int | None = None
+    ) -> None:
+        """Original | adversarial | amplified difference, as exact PNGs. `image` is the snapshot of `step`;
+        `shown_for`: the step the replay stands at, when the nearest snapshot is older (the caption says so)."""
         step = (record.steps[-1] if record.steps else 0) if step is None else step
         diff = loaders.to_png(difference_image(record.original, image, self.gain))
         source_label, _ = record.labels
@@ -177,9 +182,10 @@ class LiveView:
             width="stretch",
             caption=f"Original: {source_label} {record.probs0[record.source]:.0%}",
         )
-        self.adversarial.image(
-            loaders.to_png(image), output_format="PNG", width="stretch", caption=f"Adversarial at step {step}"
-        )
+        caption = f"Adversarial at step {step}"
+        if shown_for is not None and shown_for != step:
+            caption = f"Replay at step {shown_for}: image of step {step}, the nearest snapshot"
+        self.adversarial.image(loaders.to_png(image), output_format="PNG", width="stretch", caption=caption)
         self.difference.image(
             diff, output_format="PNG", width="stretch", caption=f"Difference ×{self.gain} around mid-grey"
         )
@@ -253,7 +259,7 @@ class LiveView:
             downloads = [
                 ("Adversarial PNG", record.adversarial_png, "png", "image/png"),
                 (
-                    "Settings & result (JSON)",
+                    "Result (JSON)",
                     lambda: json.dumps(_finite(record.report()), indent=2),
                     "json",
                     "application/json",
@@ -289,5 +295,5 @@ class LiveView:
         self.draw_charts(record, index=index, marker=step)
         snap = record.snapshots.at(step)
         shown_step, image = snap if snap is not None else (0, record.original)
-        self.draw_images(record, image, step=shown_step)
+        self.draw_images(record, image, step=shown_step, shown_for=step)
         self.draw_cams(record, loaders.to_png(image))

@@ -16,10 +16,10 @@ from PIL import Image
 
 from attacks import ATTACKS, Attack, AttackError, Param, make_attack
 from images import SAMPLES, ImageError
-from models import IMAGENET_CATEGORIES, MODELS, Classifier, class_index, weights_cached
-from ui import loaders, state
+from models import IMAGENET_CATEGORIES, MODELS, Classifier, class_index
+from ui import loaders, state, widgets
 
-GALLERY_COLUMNS = 4
+GALLERY_COLUMNS = 3  # at 1366x768 four were too narrow: "Use" cut to "U…", names broken mid-word
 PRESET_KEY = "preset"
 
 
@@ -142,16 +142,16 @@ def image_picker(*, disabled: bool) -> ImageChoice | None:
     return ImageChoice(name=sample_id, sample_id=sample_id)
 
 
-def _model_label(name: str) -> str:
-    spec = MODELS[name]
-    if spec.offline:
-        return f"{spec.title} · offline"
-    return f"{spec.title} · online{' (cached)' if weights_cached(name) else ', downloads weights'}"
-
-
 def model_picker(*, disabled: bool) -> str | None:
     """The model's registry name, or None (with the reason on the page) when its weights cannot be had."""
-    name = st.selectbox("Model", list(MODELS), key=state.MODEL, format_func=_model_label, disabled=disabled)
+    name = st.selectbox(
+        "Model",
+        list(MODELS),
+        key=state.MODEL,
+        format_func=widgets.model_label,
+        disabled=disabled,
+        help=widgets.MODEL_HELP,
+    )
     problem = loaders.model_problem(name)
     if problem:
         st.error(f"This model cannot be used: {problem}.")
@@ -178,17 +178,20 @@ def model_view(model_name: str | None, image: ImageChoice | None) -> ModelInput 
             w, h = raw.size
         if min(w, h) < size:
             st.caption(f"Your image is only {w}×{h} pixels: the model sees it enlarged to {size}×{size}.")
+        widgets.first_frame_note(image.data)
     top = np.argsort(-seen.probs)[:5]
     table = pd.DataFrame(
-        {"class": [IMAGENET_CATEGORIES[i] for i in top], "probability": [100 * float(seen.probs[i]) for i in top]}
+        {"class": [IMAGENET_CATEGORIES[i] for i in top], "p": [100 * float(seen.probs[i]) for i in top]}
     )
     st.dataframe(
         table,
         hide_index=True,
         width="stretch",
         column_config={
-            "probability": st.column_config.ProgressColumn(
-                "probability", format="%.1f%%", min_value=0.0, max_value=100.0, width="small"
+            # "p", not "probability": the column is narrow in a quarter of a laptop screen, and a canvas header cut
+            # to "probabili" reads as a bug.
+            "p": st.column_config.ProgressColumn(
+                "p", format="%.1f%%", min_value=0.0, max_value=100.0, width="small", help="The model's probability"
             )
         },
     )

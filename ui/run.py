@@ -223,6 +223,7 @@ def buttons(
         on_click=request_stop,
         args=(state.key,),
     )
+    busy_note()
 
 
 @st.fragment(run_every=WATCH_EVERY_S)
@@ -254,12 +255,53 @@ def drive(state: Job, start: Callable[[], Iterator[T]], *draws: Draw[T]) -> None
         return
     if not state.baton.acquire(blocking=False):
         return  # another script run of this session drives it
+    running = _running_now()
+    me = _run_id(state)
     try:
+        with running.lock:
+            running.ids.add(me)
         _watchdog(state.key)
         _loop(state, state.work, draws)
     finally:
+        with running.lock:
+            running.ids.discard(me)
         state.baton.release()
     st.rerun()
+
+
+@dataclass
+class _Running:
+    """The runs being driven now in this server process, by every browser session (for `busy_note`)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ids: set[str] = field(default_factory=set)
+
+
+@st.cache_resource(show_spinner=False)
+def _running_now() -> _Running:
+    return _Running()
+
+
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
+def _run_id(state: Job) -> str:
+    return f"{_session_id()}/{state.key}"
+
+
+def busy_note() -> None:
+    """A caption when other sessions are running attacks now: on a shared server (Streamlit Community Cloud, a
+    classroom) their runs share the CPU with this one, so it will be slower, not stuck. Counted as this script run
+    starts; nothing is shown when the server is free."""
+    running = _running_now()
+    mine = _session_id() + "/"
+    with running.lock:
+        others = sum(not r.startswith(mine) for r in running.ids)
+    if others:
+        runs = "another run" if others == 1 else f"{others} other runs"
+        st.caption(f":material/hourglass_top: The server is busy: {runs} going on now, so yours may be slower.")
 
 
 def _loop(state: Job, work: Iterator[T], draws: tuple[Draw[T], ...]) -> None:

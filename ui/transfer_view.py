@@ -59,7 +59,7 @@ def target_allowed(sources: list[str], picked: widgets.PickedImage, target: int 
             "pick another target"
         )
         return False
-    st.caption(f"Now {who} sees: **{widgets.class_name(source_class)}**.")
+    st.caption(f"In the clean image (before any attack), {who} sees **{widgets.class_name(source_class)}**.")
     return True
 
 
@@ -113,11 +113,17 @@ def show_result(result: TransferResult) -> None:
         hide_index=True,
         width="stretch",
         column_config={
-            "p(target)": st.column_config.NumberColumn(format="%.2f%%", help="The target's probability."),
-            "p(clean label)": st.column_config.NumberColumn(
-                format="%.2f%%", help="The adversarial image's probability of this model's class of the clean image."
+            # Narrow number columns and a short header, so "fooled" is not cut at 1366x768 (the grid is a canvas).
+            "p(target)": st.column_config.NumberColumn(
+                format="%.2f%%", width="small", help="The target's probability."
             ),
-            "fooled": st.column_config.CheckboxColumn(help=fooled_help),
+            "p(clean label)": st.column_config.NumberColumn(
+                "p(clean)",
+                format="%.2f%%",
+                width="small",
+                help="The adversarial image's probability of this model's class of the clean image.",
+            ),
+            "fooled": st.column_config.CheckboxColumn(width="small", help=fooled_help),
         },
     )
 

@@ -17,7 +17,7 @@ import streamlit as st
 from PIL import Image
 
 from experiments import transfer
-from images import SAMPLES, ImageError, load_image
+from images import SAMPLES, ImageError, frame_count, load_image
 from models import IMAGENET_CATEGORIES, MODELS, OFFLINE_MODELS, Classifier, tensor_to_pil, weights_cached
 from ui import loaders
 
@@ -57,11 +57,16 @@ def class_name(index: int) -> str:
 # ------------------------------------------------------------------------------------------------- pickers
 
 
-def _model_label(name: str) -> str:
+#: What the model selectboxes' labels leave out, so a chosen name fits a quarter of a 1366-pixel screen.
+MODEL_HELP = "The EfficientNet-Lite models come with the app (offline); the others download their weights once."
+
+
+def model_label(name: str) -> str:
+    """The model's title, and for an online model whether its weights are here ("cached") or will download."""
     spec = MODELS[name]
     if spec.offline:
-        return f"{spec.title} · offline"
-    return f"{spec.title} · online{' (cached)' if weights_cached(name) else ', downloads weights'}"
+        return spec.title
+    return f"{spec.title} · {'cached' if weights_cached(name) else 'downloads'}"
 
 
 def short_model_label(name: str) -> str:
@@ -81,7 +86,7 @@ def usable_models() -> list[str]:
 def model_select(label: str, key: str, *, disabled: bool = False) -> Classifier | None:
     """One model; None (with the reason as st.error) when its weights cannot be had."""
     st.session_state.setdefault(key, OFFLINE_MODELS[0])
-    name = st.selectbox(label, list(MODELS), key=key, format_func=_model_label, disabled=disabled)
+    name = st.selectbox(label, list(MODELS), key=key, format_func=model_label, disabled=disabled, help=MODEL_HELP)
     problem = loaders.model_problem(name)
     if problem:
         error(problem)
@@ -176,10 +181,12 @@ def image_select(key: str, *, default: str = "chelsea", disabled: bool = False) 
             return None
         try:
             data = upload.getvalue()
-            return PickedImage(upload.name, _decode(data), None, data=data)
+            picked = PickedImage(upload.name, _decode(data), None, data=data)
         except ImageError as err:
             error(f"this image cannot be used: {err}")
             return None
+        first_frame_note(data)
+        return picked
     if not SAMPLES:
         error("no sample images are installed (scikit-image, scikit-learn or foolbox); upload an image instead")
         return None
@@ -192,6 +199,12 @@ def image_select(key: str, *, default: str = "chelsea", disabled: bool = False) 
     except ImageError as err:
         error(f"this sample cannot be loaded: {err}")
         return None
+
+
+def first_frame_note(data: bytes | None) -> None:
+    """Say so when an upload is animated (or has pages): the model sees its first frame only, as load_image keeps."""
+    if data is not None and (frames := frame_count(data)) > 1:
+        st.caption(f"This file has {frames} frames (an animation): only the first frame is used.")
 
 
 def model_class(model_name: str, picked: PickedImage) -> int:

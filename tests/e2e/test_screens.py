@@ -1,0 +1,125 @@
+"""Every page after a default run, at a laptop's (1366x768) and a projector's (1920x1080) size: screenshots kept
+under artifacts/screenshots/ (`<page>_<size>.png`: the first screen, scrolled to the top, its bottom edge the fold;
+`<page>_<size>_full.png`: the whole page; artifacts/ is git-ignored, for CI to keep as artifacts), and no cut-off
+text where the DOM shows it.
+
+What the truncation check covers (`_CUT_JS`): an element whose text is wider than its box (scrollWidth >
+clientWidth, the mark of `text-overflow: ellipsis` or `overflow: hidden`) among widget labels (`stWidgetLabel`),
+the chosen value of a selectbox, button and download-button labels, expander headers, captions, metric labels, tab
+labels, and the header cells of st.table (`stTable th`). Not covered: st.dataframe, whose grid is drawn on a canvas
+(its headers are not DOM; the pages give those columns widths or short names instead), multiselect chips (Streamlit
+cuts them by design; the pages use short chip labels), Plotly's SVG text, and words wrapped mid-word (wrapping does
+not overflow; those are seen in the screenshots).
+
+One default run per page at the first size, then the viewport is resized for the second screenshot, so the whole
+file is a few runs long.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"  # as tests/e2e/conftest.py's (never imported from a conftest)
+
+SIZES = ((1366, 768), (1920, 1080))
+IDLE = "[data-test-script-state='notRunning']"
+MAIN = "[data-testid='stMain']"
+VERDICT = "[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentWarning']"
+#: Elements whose text must never be cut: each is checked, and so is every element inside it.
+TEXT = [
+    "[data-testid='stWidgetLabel']",
+    "[data-testid='stSelectbox'] [data-baseweb='select']",
+    "[data-testid='stBaseButton-primary']",
+    "[data-testid='stBaseButton-secondary']",
+    "[data-testid='stDownloadButton'] button",
+    "[data-testid='stExpander'] summary",
+    "[data-testid='stCaptionContainer']",
+    "[data-testid='stMetricLabel']",
+    "[data-testid='stTab']",
+    "[data-testid='stTable'] th",
+]
+_CUT_JS = """(selectors) => {
+  const cut = [];
+  for (const sel of selectors) {
+    for (const root of document.querySelectorAll(sel)) {
+      if (!root.offsetParent) continue;  // hidden twins of buttons with tooltips
+      for (const el of [root, ...root.querySelectorAll('*')]) {
+        if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1 && el.innerText.trim())
+          cut.push(sel + ': ' + el.innerText.trim().slice(0, 80));
+      }
+    }
+  }
+  return [...new Set(cut)];
+}"""
+
+
+def _run(key: str, done: str = "", untick: str = ""):
+    """Press the Run keyed `key` and wait until it is enabled again (the run over) and the script idle; `done`:
+    a selector that must show too (the Attack Lab's verdict); `untick`: a checkbox's key to clear first."""
+
+    def default_run(page) -> None:
+        if untick:
+            page.locator(f".st-key-{untick} label").first.click()
+            page.wait_for_timeout(500)
+            page.wait_for_selector(IDLE)
+        page.locator(f".st-key-{key} button:visible").first.click()
+        page.wait_for_selector(f".st-key-{key} button:visible[disabled]")
+        if done:
+            page.wait_for_selector(done)
+        page.wait_for_selector(f".st-key-{key} button:visible:not([disabled])")
+        page.wait_for_selector(IDLE)
+        page.wait_for_timeout(500)
+
+    return default_run
+
+
+#: How to make a default run on each page (by its URL path); a page in app.py not named here is shot as it opens.
+RUNS = {
+    "": _run("run", VERDICT),
+    "fooling_images": _run("exp-fool-run"),
+    "transfer": _run("exp-transfer-run"),
+    # Without the EOT version: with it the run takes minutes on a busy 2-core machine (190 s at load 7).
+    "robustness": _run("exp-robust-run", untick="exp-robust-eot"),
+}
+
+
+def _app_pages() -> list[str]:
+    """URL paths of the pages app.py routes to, in its order (the default page at the root)."""
+    paths = []
+    for line in (ROOT / "app.py").read_text().splitlines():
+        found = re.search(r'PAGES_DIR / "(\w+)\.py"', line)
+        if found:
+            paths.append("" if "default=True" in line else found.group(1))
+    return paths
+
+
+@pytest.mark.parametrize("path", _app_pages())
+def test_page_after_a_default_run(page, server: str, path: str) -> None:
+    shots = ARTIFACTS / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+    page.goto(f"{server}/{path}")
+    page.wait_for_selector("h1")
+    page.wait_for_selector(IDLE)
+    if path in RUNS:
+        RUNS[path](page)
+    cut = {}
+    for width, height in SIZES:
+        name = f"{path or 'attack_lab'}_{width}x{height}"
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(800)  # the layout settles (Plotly redraws at the new width)
+        cut[f"{width}x{height}"] = page.evaluate(_CUT_JS, TEXT)
+        page.evaluate(f"document.querySelector({MAIN!r}).scrollTo(0, 0)")
+        page.screenshot(path=str(shots / f"{name}.png"))  # what one sees first, the fold at the bottom edge
+        # Streamlit scrolls inside its main block, so a "full page" shot is a viewport as tall as that block.
+        full = page.evaluate(f"document.querySelector({MAIN!r}).scrollHeight")
+        page.set_viewport_size({"width": width, "height": max(height, int(full))})
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(shots / f"{name}_full.png"))
+    assert not any(cut.values()), f"cut-off text on /{path}: {cut}"
