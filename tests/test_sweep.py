@@ -82,11 +82,12 @@ def test_rows_agree_with_the_attack_runner(model, one_thread):
     targets = [t for t in range(10) if t != item.label]
     unit = next(iter_units(model, image_set, plan_pairs([_screened(item)], targets), chunk=9))
     rows = run_unit(model, unit, study)
-    results = attack_targets(model, image_set.load(item), study.make_attack(), targets, chunk=9)
+    attack = study.make_attack()
+    results = attack_targets(model, image_set.load(item), attack, targets, confidence=study.confidence, chunk=9)
     assert [r.success for r in rows] == [a.success for a in results]
     assert [r.iterations for r in rows] == [a.iterations for a in results]
-    assert [r.rms for r in rows] == pytest.approx([a.rms_distortion for a in results], abs=1e-6)
-    assert [r.final_class for r in rows] == [a.final["index"] for a in results]
+    assert [r.rms for r in rows] == pytest.approx([a.verdict.rms_distortion for a in results], abs=1e-6)
+    assert [r.final_class for r in rows] == [a.verdict.index for a in results]
 
 
 def _screened(item):
