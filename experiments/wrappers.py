@@ -101,6 +101,13 @@ class RandomTransformModel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(N,3,H,W) -> (N,K) log of the mean softmax over `samples` random transforms of each image."""
         n = x.shape[0]
+        if self.fixed:  # the same views for every image, whatever the batch it comes in (a judge sees subsets)
+            return torch.cat([self._views(x[i : i + 1]) for i in range(n)])  # (N, K)
+        return self._views(x)
+
+    def _views(self, x: Tensor) -> Tensor:
+        """(N,3,H,W) -> (N,K) log mean probability over `samples` transforms drawn for this call."""
+        n = x.shape[0]
         if self.fixed:
             self.generator.manual_seed(self.seed)
         xs = self.transform(x.repeat(self.samples, 1, 1, 1), self.generator)  # (S*N, 3, H, W), sample-major

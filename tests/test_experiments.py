@@ -223,6 +223,29 @@ def test_input_diversity_never_stops_a_sample_on_a_lucky_view(tiny_clf) -> None:
     assert bool(plain[stopped_early].all())  # none of them is a plain-model failure with budget left
 
 
+def test_eot_stops_on_its_fixed_view_judge_never_on_a_lucky_draw(tiny_clf) -> None:
+    """Issue 7 bug 2 for EOT: the attack draws fresh random views for its gradient, but may stop only when a judge
+    that sees the same fixed views at every call (EOT(fixed=True)) finds the saved 8-bit image meets the goal."""
+    judge = EOT(tiny_clf, samples=4, seed=1, fixed=True)
+    fresh = EOT(tiny_clf, samples=4, seed=1)
+    x = start_image("uniform", 16, n=16, seed=5)
+    with torch.no_grad():
+        assert torch.equal(judge(x), judge(x))  # deterministic: the same views every time
+        assert torch.allclose(judge(x[3:5]), judge(x)[3:5], atol=1e-5)  # and the same for an image in any batch
+        assert not torch.equal(fresh(x), fresh(x))  # new draws each call: what the gradient sees
+    source = tiny_clf(x).argmax(1)
+    goal = Goal(source, (source + 1) % 10)
+    attack = make_attack("bim", eps=32, step_size=2, steps=60)
+    steps = list(attack.run(EOT(tiny_clf, samples=4, seed=0), x, goal, judge=judge))
+    stopped = torch.zeros(16, dtype=torch.bool)
+    for s in steps[:-1]:
+        stopped |= s.done
+    assert bool(stopped.any())
+    with torch.no_grad():
+        met = goal.met(judge(quantize(steps[-1].x_adv)).softmax(-1))  # recomputed, not the engine's flags
+    assert bool(met[stopped].all())
+
+
 def test_random_transform_model_is_the_mean_probability(tiny_clf, tiny_images) -> None:
     identity = RandomTransformModel(tiny_clf, lambda x, g: x, samples=3)
     with torch.no_grad():
