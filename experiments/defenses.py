@@ -59,11 +59,11 @@ from torch import Tensor, nn
 
 from attacks import Attack, AttackError, Goal, Param, Step, make_attack
 from attacks.metrics import quantize
+from experiments import robustness
 from experiments.common import check_number
-from experiments.robustness import jpeg
 from experiments.synthesis import gaussian_blur
 from experiments.wrappers import RandomTransformModel, resize_batch, resize_pad
-from models import OFFLINE_MODELS, class_index, load_model, pil_to_tensor, tensor_to_pil
+from models import OFFLINE_MODELS, class_index, load_model, pil_to_tensor
 
 # --- the transforms as functions ------------------------------------------------------------------------------
 
@@ -94,10 +94,9 @@ def median_filter(x: Tensor, size: int) -> Tensor:
 
 
 def jpeg_batch(x: Tensor, quality: int) -> Tensor:
-    """A real PIL JPEG round trip of each 8-bit image, (N,3,H,W) -> (N,3,H,W). JPEG has no gradient: the result is
-    detached and carries a zero gradient (like rounding), which is what a naive attacker on it sees."""
-    out = torch.cat([pil_to_tensor(jpeg(tensor_to_pil(x[i]), quality)) for i in range(x.shape[0])]).to(x)
-    return out + 0.0 * x  # (N, 3, H, W); values: JPEG's, gradient: zero
+    """robustness.jpeg_batch with a zero gradient attached (like rounding): what a naive attacker on JPEG sees.
+    (N,3,H,W) -> (N,3,H,W)."""
+    return robustness.jpeg_batch(x.detach(), int(quality)) + 0.0 * x  # values: JPEG's, gradient: zero
 
 
 # --- the classifier interface shared by every wrapper ---------------------------------------------------------

@@ -300,11 +300,13 @@ class EOTConfig:
         return self
 
 
-def _jpeg_batch(x: Tensor, qualities: Sequence[int]) -> Tensor:
-    """JPEG round trip of each image (no gradient), (M,3,H,W) -> (M,3,H,W)."""
+def jpeg_batch(x: Tensor, quality: int | Sequence[int]) -> Tensor:
+    """A real PIL JPEG round trip of each 8-bit image at `quality` (one for all, or one per image), no gradient:
+    (M,3,H,W) -> (M,3,H,W). The EOT transform and the JPEG defense both use it."""
     from models import pil_to_tensor, tensor_to_pil
 
-    return torch.cat([pil_to_tensor(jpeg(tensor_to_pil(x[i]), q)) for i, q in enumerate(qualities)]).to(x.device)
+    qualities = [int(quality)] * x.shape[0] if isinstance(quality, int) else [int(q) for q in quality]
+    return torch.cat([pil_to_tensor(jpeg(tensor_to_pil(x[i]), q)) for i, q in enumerate(qualities)]).to(x)
 
 
 def eot_transform(config: EOTConfig) -> Callable[[Tensor, torch.Generator], Tensor]:
@@ -336,7 +338,7 @@ def eot_transform(config: EOTConfig) -> Callable[[Tensor, torch.Generator], Tens
             pick = (torch.rand(m, generator=gen) < config.jpeg).nonzero()[:, 0]
             qualities = torch.randint(50, 96, (m,), generator=gen)
             if len(pick):
-                compressed = _jpeg_batch(y[pick].detach(), [int(qualities[i]) for i in pick])
+                compressed = jpeg_batch(y[pick].detach(), [int(qualities[i]) for i in pick])
                 y = y.clone()
                 y[pick] = y[pick] + (compressed - y[pick]).detach()  # forward: JPEG; backward: identity (BPDA)
         return y  # (M, 3, H, W)
