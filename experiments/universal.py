@@ -32,7 +32,7 @@ Public API (no Streamlit; the CLI and the page are thin calls):
     project(v, norm, xi) -> v on the ball               fooled_mask / fooling_ratio(model, images, v, labels=None)
     apply_perturbation(x, v) -> 8-bit x + v             resize_perturbation(v, (H, W))
     save_perturbation(path, v, meta) / load_perturbation(path) -> (v, meta)     amplified(v) -> (PIL image, gain)
-    cross_model_table(models, perturbations, images) -> CrossModelTable        load_image_set("samples" | folder)
+    cross_model_table(models, perturbations, images) -> CrossModelTable        load_image_set(name)
 """
 
 from __future__ import annotations
@@ -422,19 +422,14 @@ def cross_model_table(
 
 
 def load_image_set(name: str) -> tuple[list[str], list[Image.Image]]:
-    """ "samples": every packaged sample image; otherwise a folder of image files (sorted by name)."""
-    from images import SAMPLES, load_image, load_sample
+    """Ids and images of an image set by the study's names (experiments.imagesets: "samples", "imagenette" or a
+    folder in any layout, labelled or not); files that cannot be read are skipped there, never fatal."""
+    from experiments.imagesets import open_image_set
 
-    if name == "samples":
-        return list(SAMPLES), [load_sample(s) for s in SAMPLES]
-    folder = Path(name)
-    if not folder.is_dir():
-        raise AttackError(f"unknown image set {name!r}; use 'samples' or a folder of images")
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in exts)
-    if not files:
-        raise AttackError(f"no image files in {name!r}")
-    return [f.name for f in files], [load_image(f) for f in files]
+    image_set = open_image_set(name)
+    if not image_set.items:
+        raise AttackError(f"no readable image in {name!r}")
+    return [item.id for item in image_set.items], [image_set.load(item) for item in image_set.items]
 
 
 # --- for the page: numpy in and out, so Streamlit code needs no torch -----------------------------------------------
