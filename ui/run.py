@@ -306,12 +306,15 @@ def busy_note() -> None:
 
 def _loop(state: Job, work: Iterator[T], draws: tuple[Draw[T], ...]) -> None:
     t = state.timing
+    unpainted: list[tuple[Draw[T], T]] = []  # the last item each Draw's throttle skipped
     while True:
         t0 = perf_counter()
         try:
             item = next(work)
         except StopIteration:
             t.active += perf_counter() - t0
+            for draw, last in unpainted:  # the end is always drawn, however soon after the previous draw it came
+                _paint(t, draw, last, force=True)
             state.end("finished")
             break
         except Exception as err:  # the work failed: say so on the page instead of leaving it busy
@@ -321,13 +324,13 @@ def _loop(state: Job, work: Iterator[T], draws: tuple[Draw[T], ...]) -> None:
         t.work += t1 - t0
         t.active += t1 - t0
         _ = state.key in st.session_state  # a Streamlit yield point: a Stop or a rerun takes effect here
-        for draw in draws:
-            _paint(t, draw, item)
+        unpainted = [(draw, item) for draw in draws if not _paint(t, draw, item)]
 
 
-def _paint(t: Timing, draw: Draw[T], item: T) -> None:
+def _paint(t: Timing, draw: Draw[T], item: T, *, force: bool = False) -> bool:
+    """Paint `item` when the Draw's throttle allows (or `force`); True when it was painted."""
     now = perf_counter()
-    if draw.throttle.due(now):
+    if force or draw.throttle.due(now):
         draw.paint(item)
         end = perf_counter()
         draw.throttle.spent(now, end, t.active)
@@ -335,6 +338,8 @@ def _paint(t: Timing, draw: Draw[T], item: T) -> None:
         t.active += end - now
         if t.first_update is None:
             t.first_update = end - t.clicked
+        return True
+    return False
 
 
 def progress(state: Job, draw: Draw[T]) -> Callable[[T], None]:
