@@ -144,8 +144,14 @@ class Progress:
     message: str = ""
 
 
-def run_unit(model: nn.Module, unit: Unit, study: Study, attack: Attack | None = None) -> list[Row]:
-    """Attack every pair of the unit in one batch and verify each result on its 8-bit image with the plain model."""
+def run_unit(
+    model: nn.Module, unit: Unit, study: Study, attack: Attack | None = None, *, attacked: nn.Module | None = None
+) -> list[Row]:
+    """Attack every pair of the unit in one batch and verify each result on its 8-bit image with the plain model.
+
+    `attacked`: a faster module the gradient flows through (bf16 autocast, compiled) while the plain float32 `model`
+    judges every step and the final 8-bit image, so a speed-up can change how fast rows come, never a verdict's rule.
+    """
     attack = attack or study.make_attack()
     device = model.device
     ids = [image_id for image_id, _, _ in unit.pairs]
@@ -155,7 +161,9 @@ def run_unit(model: nn.Module, unit: Unit, study: Study, attack: Attack | None =
     start = time.perf_counter()
     finished = torch.full((len(ids),), -1, dtype=torch.long)  # (N,) step at which each sample stopped
     last = None
-    for step in attack.run(model, x0, Goal(source, target, study.confidence), seed=study.seed):
+    goal = Goal(source, target, study.confidence)
+    judge = model if attacked is not None else None
+    for step in attack.run(model if attacked is None else attacked, x0, goal, seed=study.seed, judge=judge):
         newly = step.done.cpu() & (finished < 0)
         finished[newly] = step.index
         last = step

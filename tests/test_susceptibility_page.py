@@ -31,10 +31,24 @@ def test_opens_on_the_shipped_study_with_the_rate_at_the_papers_cap() -> None:
     at = _page()
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value == "Susceptibility study"
-    assert any("260 pairs" in m.value and "random:10" in m.value for m in at.markdown)
-    assert [m.value for m in at.metric][0] == f"{rate:.1%}" == "98.5%"
+    assert any("25974 pairs" in m.value and "targets **all**" in m.value for m in at.markdown)
+    assert [m.value for m in at.metric][0] == f"{rate:.1%}" == "98.7%"
     assert len(at.get("plotly_chart")) == 5  # curve, two histograms, scatter, group heatmap
     assert len(at.get("download_button")) == 1
+
+
+def test_a_tighter_cap_recounts_every_figure() -> None:
+    from experiments.susceptibility import summary
+
+    with SweepStore.read(ROOT / "data" / "study" / "lite0_samples.sqlite") as store:
+        expected = summary(store.rows(), 0.005)
+    at = _page()
+    at.select_slider(key=K + "shipped.cap").set_value(0.005).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [m.value for m in at.metric]
+    assert shown[0] == f"{expected['success_rate']:.1%}" != "98.7%"
+    assert shown[2] == f"{expected['median_modify_rate']:.0%}" and expected["median_modify_rate"] < 1.0
+    assert any("RMS ≤ 0.005" in c.value for c in at.caption)
 
 
 def test_an_uploaded_file_that_is_no_database_is_one_error() -> None:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from sweep_worker import one_torch_thread, rows_key, tiny_image_set, tiny_study
 from tinynet import TinyClassifier
 
@@ -88,6 +89,40 @@ def test_rows_agree_with_the_attack_runner(model, one_thread):
     assert [r.iterations for r in rows] == [a.iterations for a in results]
     assert [r.rms for r in rows] == pytest.approx([a.verdict.rms_distortion for a in results], abs=1e-6)
     assert [r.final_class for r in rows] == [a.verdict.index for a in results]
+
+
+class _Boasting(torch.nn.Module):
+    """A stand-in for a faster attacked path that is wrong: it adds 100 to every target logit, so judged by itself
+    every pair would succeed at step 0."""
+
+    def __init__(self, model: torch.nn.Module, targets: list[int]) -> None:
+        super().__init__()
+        self.model, self.targets = model, targets
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)  # (N, K)
+        bonus = torch.zeros_like(logits)
+        bonus[torch.arange(len(x)), torch.tensor(self.targets[: len(x)])] = 100.0
+        return logits + bonus
+
+
+def test_a_faster_attacked_path_never_judges(model, one_thread):
+    """run_unit(attacked=...) (bf16, compiled): the gradient flows through it, but every step and the final 8-bit
+    image are judged by the plain model, so it cannot make a pair succeed early or falsely."""
+    study = tiny_study(model)
+    image_set = tiny_image_set(model)
+    item = image_set.items[0]
+    targets = [t for t in range(10) if t != item.label]
+    unit = next(iter_units(model, image_set, plan_pairs([_screened(item)], targets), chunk=9))
+    plain = run_unit(model, unit, study)
+    same = run_unit(model, unit, study, attacked=torch.nn.Sequential(model))  # same numbers, judged separately
+    assert [(r.success, r.iterations, r.final_class) for r in same] == [
+        (r.success, r.iterations, r.final_class) for r in plain
+    ]
+    lying = run_unit(model, unit, study, attacked=_Boasting(model, targets))
+    assert all(r.iterations > 0 for r in lying)  # nothing stopped on the boasting logits at step 0
+    for row in lying:  # each verdict is the plain model's on the stored 8-bit distortion
+        assert row.success == (row.final_class == row.target and row.rms <= study.max_rms)
 
 
 def _screened(item):

@@ -71,9 +71,10 @@ def describe(params: dict[str, Any], rows: Sequence[Row], shipped: bool) -> str:
     )
     if shipped:
         text += (
-            " It ships with the app: the packaged sample images Lite0 classifies correctly, toward 10 classes drawn "
-            "at random once (seed 0), made on a 2-core CPU by `python scripts/make_shipped_study.py` (about half "
-            "an hour)."
+            " It ships with the app: the packaged sample images Lite0 classifies correctly, each toward all 999 "
+            "other ImageNet classes as in Robinson & Graham, made by `python scripts/make_shipped_study.py` on an "
+            "NVIDIA H100 in two minutes (about 3.5 hours on a 2-core CPU). A clicked example is recomputed on this "
+            "server's CPU, so its last digits can differ from the stored row."
         )
     return text
 
@@ -334,10 +335,18 @@ def _examples(
 
 def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
     """Every figure of the study; clicks on the scatter or the heatmap show examples."""
-    cap = min(sus.PAPER_CAP, float(params["max_rms"]))
+    caps = [c for c in sus.CAPS if c <= float(params["max_rms"])] or [float(params["max_rms"])]
+    paper = min(sus.PAPER_CAP, caps[-1])
+    cap = st.select_slider(
+        "Count a success at RMS distortion ≤",
+        caps,
+        value=paper,
+        key=f"{key}.cap",
+        help="The paper's cap is 0.01. A tighter cap spreads the per-class rates apart (seed 000's median is 85%).",
+    )
     s = sus.summary(rows, cap)
     cols = st.columns(4)
-    cols[0].metric(f"Relabelled at RMS ≤ {cap:g}", f"{s['success_rate']:.1%}", help="Robinson & Graham: 98.7%")
+    cols[0].metric(f"Relabelled at RMS ≤ {cap:g}", f"{s['success_rate']:.1%}", help="Robinson & Graham: 98.7% at 0.01")
     mean_rms = "–" if s["mean_rms_successful"] is None else f"{s['mean_rms_successful']:.4f}"
     cols[1].metric("Mean RMS of successes", mean_rms, help=f"paper: {sus.PAPER_MEAN_RMS} on GoogLeNet")
     cols[2].metric("Median modify rate", f"{s['median_modify_rate']:.0%}", help="seed 000: 85%")
