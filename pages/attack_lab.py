@@ -7,6 +7,9 @@ ui.lab_view).
 import streamlit as st
 
 from ui import lab_record, lab_view, loaders, pickers, run, state, universal_view
+from ui.router import through_router
+
+through_router()
 
 state.init_state()
 job = run.job(lab_record.JOB)

@@ -16,6 +16,9 @@ from models import class_index
 from ui import defenses_view as view
 from ui import loaders, run, widgets
 from ui.pickers import param_input
+from ui.router import through_router
+
+through_router()
 
 K = "exp.def."
 JOB = K + "job"

@@ -16,6 +16,9 @@ from experiments import plans
 from experiments.presets import FOOLING_MODES, INIT_TITLES, fooling_defaults
 from experiments.synthesis import INITS, Progress
 from ui import fooling_view, run, widgets
+from ui.router import through_router
+
+through_router()
 
 K = "exp.fool."
 JOB = K + "job"

@@ -9,6 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import explainers_view, run
+from ui.router import through_router
+
+through_router()
 
 K = "how."
 GROW, TRAIN = K + "grow.", K + "train."  # the two live jobs' prefixes: Run pins the settings under each

@@ -19,6 +19,9 @@ from images import ImageError
 from models import IMAGENET_CATEGORIES, class_index
 from ui import loaders, robustness_view, run, widgets
 from ui.pickers import param_input
+from ui.router import through_router
+
+through_router()
 
 K = "exp.robust."
 RESULT, JOB = K + "result", K + "job"

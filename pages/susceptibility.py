@@ -16,6 +16,9 @@ from experiments.sweep import Progress
 from experiments.sweep_store import StoreError
 from images import ImageError
 from ui import run, study_view, widgets
+from ui.router import through_router
+
+through_router()
 
 K = "exp.sus."
 JOB = K + "job"

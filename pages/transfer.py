@@ -18,6 +18,9 @@ from experiments.transfer import TransferResult
 from images import ImageError
 from models import IMAGENET_CATEGORIES, OFFLINE_MODELS, class_index
 from ui import loaders, run, transfer_view, widgets
+from ui.router import through_router
+
+through_router()
 
 K = "exp.transfer."
 JOB, HISTORY = K + "job", K + "history"

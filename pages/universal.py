@@ -14,6 +14,9 @@ from experiments import universal
 from models import OFFLINE_MODELS
 from ui import run, widgets
 from ui import universal_view as view
+from ui.router import through_router
+
+through_router()
 
 K = "exp.univ."
 JOB, CURRENT = K + "job", K + "current"

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[str]:
-    """The app served on a free port; yields its base URL once /_stcore/health answers."""
+@contextmanager
+def serve(log_name: str = "e2e_streamlit.log") -> Iterator[str]:
+    """`streamlit run app.py` on a free port; yields its base URL once /_stcore/health answers, stops it after."""
     _need_chromium()
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
-    log = open(ARTIFACTS / "e2e_streamlit.log", "w")  # noqa: SIM115 (closed after the server stops)
+    log = open(ARTIFACTS / log_name, "w")  # noqa: SIM115 (closed after the server stops)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -83,7 +84,7 @@ def server() -> Iterator[str]:
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start (see {ARTIFACTS / 'e2e_streamlit.log'})")
+                pytest.fail(f"streamlit did not start (see {ARTIFACTS / log_name})")
             time.sleep(0.5)
         yield url
     finally:
@@ -93,6 +94,19 @@ def server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[str]:
+    """The app served on a free port for the whole session."""
+    with serve() as url:
+        yield url
+
+
+@pytest.fixture()
+def fresh_server():
+    """`serve` itself, for a test that needs a server nobody has visited yet (a first request)."""
+    return serve
 
 
 @pytest.fixture(scope="session")
