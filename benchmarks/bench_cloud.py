@@ -8,6 +8,7 @@ the same time. It also times the cold start (process start -> health -> first pa
 and click -> verdict for the default story, and how long each page takes to open.
 
     python benchmarks/bench_cloud.py [--one-core] [--sessions 3]
+    python benchmarks/bench_cloud.py --compare-torch /path/to/cpu-venv/bin/python
 """
 
 from __future__ import annotations
@@ -74,12 +75,34 @@ def _run_once(page, url: str) -> tuple[float, float]:
     return first, time.perf_counter() - start
 
 
+_IMPORT_RSS = (
+    "import re; f=lambda: int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024; "
+    "a=f(); import torch; print(torch.__version__, round(f() - a))"
+)
+
+
+def torch_import_mib(python: str) -> str:
+    """'<torch version> <MiB>': resident memory that `import torch` adds in that interpreter."""
+    out = subprocess.run([python, "-c", _IMPORT_RSS], capture_output=True, text=True, check=True).stdout.split()
+    return f"torch {out[0]}: import adds {out[1]} MiB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one-core", action="store_true", help="taskset -c 0 and one torch thread")
     parser.add_argument("--sessions", type=int, default=3, help="browser sessions running at once")
     parser.add_argument("--long-steps", type=int, default=200, help="steps of the long run (fewer on a busy machine)")
+    parser.add_argument(
+        "--compare-torch",
+        metavar="PYTHON",
+        help="only compare what `import torch` costs here and in another interpreter (a venv with the CPU build, "
+        "as on Cloud: python -m venv v && v/bin/pip install torch==2.13.0 takes this machine's CPU wheel)",
+    )
     args = parser.parse_args()
+    if args.compare_torch:
+        print("this interpreter:", torch_import_mib(sys.executable))
+        print(f"{args.compare_torch}:", torch_import_mib(args.compare_torch))
+        return
     from playwright.sync_api import sync_playwright
 
     clock = time.get_clock_info("perf_counter")

@@ -36,6 +36,8 @@ the page, which then draws itself usable. An exception in the work ends the job 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import inspect
 import logging
 import threading
@@ -54,6 +56,27 @@ T = TypeVar("T")
 _LOG = logging.getLogger(__name__)
 HANDOVER_WAIT_S = 30.0  # longest wait for an interrupted run to reach its next yield point (one attack step)
 WATCH_EVERY_S = 1.0  # how often the watchdog looks at a running job
+
+
+def _load_libc() -> Any:
+    """glibc, when this process runs on it (Linux, Streamlit Community Cloud); None elsewhere (macOS, musl)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _load_libc()
+
+
+def return_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's malloc_trim). An attack's activations are freed by
+    torch when it ends, but glibc keeps the pages for reuse: about 230 MiB after one Lite0 run, most of a Cloud
+    container's headroom (benchmarks/bench_cloud.py). Called whenever a job ends."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 @dataclass
@@ -140,7 +163,8 @@ class Job:
     def end(self, status: str) -> None:
         """Plain data only: safe in a `finally` after Streamlit has stopped the script."""
         self.status = status
-        self.work = None
+        self.work = None  # the generator and the tensors it held go now
+        return_free_memory()
 
     def _resumable(self) -> bool:
         return self.work is not None and inspect.getgeneratorstate(self.work) == inspect.GEN_SUSPENDED  # type: ignore[arg-type]
