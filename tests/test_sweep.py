@@ -74,14 +74,20 @@ def test_keeping_wrong_images_attacks_them_from_their_true_label(model, tmp_path
     assert len(wrong) == 9 and {r.source for r in wrong} == {label}
 
 
-def test_rows_agree_with_the_attack_runner(model, one_thread):
-    """The same image toward the same targets through attacks.runner.attack_targets (which verifies each PIL
-    image it saves) gives the same verdicts, iterations and distortions."""
+def _one_image_unit(model):
+    """(study, image set, its first image, the nine other classes, one unit of those nine pairs)."""
     study = tiny_study(model)
     image_set = tiny_image_set(model)
     item = image_set.items[0]
     targets = [t for t in range(10) if t != item.label]
     unit = next(iter_units(model, image_set, plan_pairs([_screened(item)], targets), chunk=9))
+    return study, image_set, item, targets, unit
+
+
+def test_rows_agree_with_the_attack_runner(model, one_thread):
+    """The same image toward the same targets through attacks.runner.attack_targets (which verifies each PIL
+    image it saves) gives the same verdicts, iterations and distortions."""
+    study, image_set, item, targets, unit = _one_image_unit(model)
     rows = run_unit(model, unit, study)
     attack = study.make_attack()
     results = attack_targets(model, image_set.load(item), attack, targets, confidence=study.confidence, chunk=9)
@@ -109,11 +115,7 @@ class _Boasting(torch.nn.Module):
 def test_a_faster_attacked_path_never_judges(model, one_thread):
     """run_unit(attacked=...) (bf16, compiled): the gradient flows through it, but every step and the final 8-bit
     image are judged by the plain model, so it cannot make a pair succeed early or falsely."""
-    study = tiny_study(model)
-    image_set = tiny_image_set(model)
-    item = image_set.items[0]
-    targets = [t for t in range(10) if t != item.label]
-    unit = next(iter_units(model, image_set, plan_pairs([_screened(item)], targets), chunk=9))
+    study, _, _, targets, unit = _one_image_unit(model)
     plain = run_unit(model, unit, study)
     same = run_unit(model, unit, study, attacked=torch.nn.Sequential(model))  # same numbers, judged separately
     assert [(r.success, r.iterations, r.final_class) for r in same] == [
