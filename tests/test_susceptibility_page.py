@@ -47,7 +47,7 @@ def test_a_tighter_cap_recounts_every_figure() -> None:
     assert not at.exception, [e.value for e in at.exception]
     shown = [m.value for m in at.metric]
     assert shown[0] == f"{expected['success_rate']:.1%}" != "98.7%"
-    assert shown[2] == f"{expected['median_modify_rate']:.0%}" and expected["median_modify_rate"] < 1.0
+    assert shown[2] == f"{expected['median_modify_rate']:.1%}" and expected["median_modify_rate"] < 1.0
     assert any("RMS ≤ 0.005" in c.value for c in at.caption)
 
 
@@ -85,3 +85,30 @@ def test_a_two_pair_study_run_from_the_page_finishes() -> None:
     with SweepStore.read(job.data["db"]) as store:
         assert store.count() == 2
     assert any("2 pairs" in m.value for m in at.markdown)  # the finished study is drawn from its database
+
+
+def _clicked_class_examples() -> None:
+    from experiments.susceptibility import PAPER_CAP
+    from models import IMAGENET_CATEGORIES
+    from ui import study_view
+
+    params, rows = study_view.read(study_view.SHIPPED)
+    study_view._examples(params, rows, f"c:{IMAGENET_CATEGORIES.index('prayer rug')}", "t", PAPER_CAP)
+
+
+@pytest.mark.slow
+def test_a_clicked_class_shows_its_failures_first_and_whether_the_recomputed_verdict_agrees() -> None:
+    """Clicking the prayer rug (the one class that resists at 0.01) shows its own photo's pairs first, those not
+    relabelled within the cap first, recomputes the first one here and says whether its verdict matches the row."""
+    with SweepStore.read(ROOT / "data" / "study" / "lite0_samples.sqlite") as store:
+        failed = sum(r.source == 741 and not (r.success and r.rms <= PAPER_CAP) for r in store.rows())
+    assert 300 < failed < 400  # modify rate 0.65
+    at = AppTest.from_function(_clicked_class_examples, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    headings = [m.value for m in at.markdown if m.value.startswith("##### Examples")]
+    assert headings[0].startswith(f"##### Examples: images of prayer rug (modify) (999 pairs, {failed} not relabelled")
+    assert headings[1].startswith("##### Examples: other images toward prayer rug (mimic) (25 pairs")
+    first = at.selectbox(key="t.source").value
+    assert first.source == 741 and first.rms > 0.01  # a failure at the paper's cap comes first
+    verdict = next(c.value for c in at.caption if c.value.startswith("At RMS ≤ 0.01 the stored row was"))
+    assert "not relabelled (RMS" in verdict and "The same verdict." in verdict
