@@ -15,15 +15,16 @@ def add_images(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--images",
         default="samples",
-        help="'samples' (the shipped labelled ImageNet images) or a folder of <class>/<image> files",
+        help="'samples' (the shipped labelled ImageNet images), 'imagenette', or a folder in any ImageNet layout "
+        "(<class name, wnid or index>/<image>, wnid file names, the ILSVRC2012 validation folder)",
     )
 
 
 def labelled_images(spec: str, model):  # noqa: ANN001, ANN201 (torch-free module: types live in experiments)
     """The labelled set named on the command line."""
-    from experiments.defenses import labelled_folder, labelled_samples
+    from experiments.defenses import labelled_set
 
-    return labelled_samples(model) if spec == "samples" else labelled_folder(spec, model)
+    return labelled_set(spec, model)
 
 
 def parse_params(items: list[str] | None) -> dict[str, float]:

@@ -22,7 +22,7 @@ Defense.attackable(mode="adaptive", *, samples=4, seed=0) -> nn.Module
     modes: "plain" (the bare model: the attacker who ignores the defense), "defended" (the defended model as it
     is: zero/obfuscated gradients), "adaptive" (the defense's own: BPDA, EOT or exact), "bpda", "eot"
 bit_depth(x, bits), median_filter(x, size), jpeg_batch(x, quality)   the transforms as functions
-labelled_samples(model) / labelled_folder(path, model) -> list[LabelledImage]   8-bit model inputs with true class
+labelled_set(name or folder, model) / labelled_samples(model) -> list[LabelledImage]   model inputs with true class
 attack_in_chunks(attack, model, x, goal, *, chunk, seed, on_step=None) -> Iterator[(done, 8-bit adversarial chunk)]
 evaluate_defenses(model, images=None, *, defenses=None, attack="relabel", attack_params=None, full_budget=False,
                   eot_samples=4, seed=0, chunk=8) -> Iterator[DefenseProgress]
@@ -46,7 +46,6 @@ what the adaptive images do to the plain model is reported beside it.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +62,8 @@ from experiments import robustness
 from experiments.common import check_number
 from experiments.synthesis import gaussian_blur
 from experiments.wrappers import RandomTransformModel, resize_batch, resize_pad
-from models import OFFLINE_MODELS, class_index, load_model, pil_to_tensor
+from images import ImageError
+from models import OFFLINE_MODELS, load_model, pil_to_tensor
 
 # --- the transforms as functions ------------------------------------------------------------------------------
 
@@ -346,45 +346,32 @@ class LabelledImage:
     label: int
 
 
-def labelled_samples(model: nn.Module) -> list[LabelledImage]:
-    """The shipped labelled samples (Foolbox's 20 ImageNet validation images), preprocessed for `model`."""
-    from images import SAMPLES, load_sample
+def labelled_set(spec: str, model: nn.Module) -> list[LabelledImage]:
+    """The images of an image set that carry a true class, preprocessed for `model`: 'samples' (Foolbox's 20
+    labelled ImageNet images), 'imagenette', or a folder in any ImageNet layout (experiments.imagesets: class-named,
+    wnid-named or class-index folders, wnid file names, the ILSVRC2012 validation folder). Unreadable files and
+    images with no class are left out; none left is one AttackError line."""
+    from experiments.imagesets import open_image_set
 
-    out = [
-        LabelledImage(s.id, model.preprocess(load_sample(s.id)), s.label)
-        for s in SAMPLES.values()
-        if s.label is not None
-    ]
-    if not out:
-        raise AttackError("no labelled sample images are installed (pip install foolbox for its 20 ImageNet images)")
-    return out
-
-
-def labelled_folder(path: str, model: nn.Module) -> list[LabelledImage]:
-    """Images in `path/<class>/...`, where <class> is an ImageNet index or exact class name, preprocessed for
-    `model`. A folder name that is no class raises one AttackError line naming it."""
-    from images import ImageError, load_image
-
-    if not os.path.isdir(path):
-        raise AttackError(f"{path!r} is not a folder")
+    image_set = open_image_set(spec)  # ImageSetError (one line) for a name or folder that is not there
     out = []
-    for sub in sorted(os.listdir(path)):
-        folder = os.path.join(path, sub)
-        if not os.path.isdir(folder):
+    for item in image_set.items:
+        if item.label is None:
             continue
         try:
-            label = class_index(sub.replace("_", " ") if not sub.isdigit() else sub)
-        except ValueError as err:
-            raise AttackError(f"folder {sub!r}: {err}") from None
-        for name in sorted(os.listdir(folder)):
-            try:
-                image = load_image(os.path.join(folder, name))
-            except ImageError:
-                continue  # not an image (a README, a .DS_Store): skipped, as a file browser would
-            out.append(LabelledImage(f"{sub}/{name}", model.preprocess(image), label))
+            image = image_set.load(item)
+        except ImageError:
+            continue  # listed by the image set as unreadable; a defense table needs only the readable ones
+        out.append(LabelledImage(item.id, model.preprocess(image), item.label))
     if not out:
-        raise AttackError(f"no images found in class folders under {path!r}")
+        hint = "pip install foolbox for its 20 ImageNet images" if spec == "samples" else "name folders by class"
+        raise AttackError(f"no labelled images in {spec!r} ({hint})")
     return out
+
+
+def labelled_samples(model: nn.Module) -> list[LabelledImage]:
+    """The shipped labelled samples (Foolbox's 20 ImageNet validation images), preprocessed for `model`."""
+    return labelled_set("samples", model)
 
 
 # --- the evaluation -------------------------------------------------------------------------------------------

@@ -171,7 +171,8 @@ def _name_index() -> dict[str, int]:
 
 def label_from_path(relative: str) -> int | None:
     """The class of a file from its name or folders: ILSVRC2012 validation name, wnid prefix, then the nearest
-    folder named by a wnid or a class name. None when nothing tells it."""
+    folder named by a wnid or a class name, then a parent folder named by a class index (0-999). None when nothing
+    tells it."""
     parts = relative.split("/")
     name = parts[-1]
     if _VAL_FILE.match(name):
@@ -188,6 +189,8 @@ def label_from_path(relative: str) -> int | None:
             return _wnid_index()[folder]
         if _norm(folder) in _name_index():
             return _name_index()[_norm(folder)]
+    if len(parts) > 1 and parts[-2].isdigit() and int(parts[-2]) < 1000:
+        return int(parts[-2])  # an ImageFolder of class indices (0/ ... 999/), as torchvision's datasets write them
     return None
 
 

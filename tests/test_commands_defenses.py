@@ -48,7 +48,7 @@ def test_defense_names_match_the_registry() -> None:
         (["defend", "--defense", "jpeg", "--param", "quality=500"], "quality"),
         (["defend", "--defense", "jpeg", "--param", "quality"], "expected name=number"),
         (["defend", "--defense", "bits", "--param", "size=3"], "has no parameter size"),
-        (["defend", "--defense", "bits", "--images", "/no/such/folder"], "is not a folder"),
+        (["defend", "--defense", "bits", "--images", "/no/such/folder"], "no image set or folder named"),
         (["defend", "--defense", "bits", "--attack", "nope"], "nope"),
         (["detect", "--target", "no such class"], "no such class"),
         (["detect", "--method", "other"], "invalid choice"),

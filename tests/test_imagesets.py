@@ -68,6 +68,20 @@ def test_imagefolder_by_wnid_and_by_class_name(tmp_path):
     assert "5 images" in image_set.description and "1 unreadable" in image_set.description
 
 
+def test_imagefolder_by_class_index(tmp_path):
+    """torchvision-style 0/ ... 999/ folders; a number that is no class index, or a deeper folder, tells nothing."""
+    _jpeg(tmp_path / "281" / "a.png")
+    _jpeg(tmp_path / "0" / "b.png")
+    _jpeg(tmp_path / "2024" / "c.png")
+    _jpeg(tmp_path / "7" / "holiday" / "d.png")
+    assert _labels(folder_set(tmp_path)) == {
+        "281/a.png": 281,
+        "0/b.png": 0,
+        "2024/c.png": None,
+        "7/holiday/d.png": None,
+    }
+
+
 def test_flat_wnid_prefixed_files_and_the_validation_folder(tmp_path):
     _jpeg(tmp_path / "flat" / "n01440764_10026.JPEG")
     _jpeg(tmp_path / "flat" / "n01443537_goldfish.JPEG")
