@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from PIL import ImageOps
 
 from experiments import susceptibility as sus
 from experiments.imagesets import Selection, open_image_set
@@ -227,8 +228,11 @@ def group_heatmap(sources: list[str], targets: list[str], matrix: list[list[floa
     click selects it."""
     text = [["" if v is None else f"{v:.0%}" for v in line] for line in matrix]
     fig = figures.heatmap(sources, targets, matrix, text, title="Success by WordNet group: source → target")
-    fig["layout"]["xaxis"]["title"]["text"] = "target group"
+    fig["layout"]["xaxis"].update(
+        {"title": {"text": "target group"}, "tickangle": -45, "automargin": True}  # ~20 names: slanted, whole
+    )
     fig["layout"]["yaxis"]["title"]["text"] = "source group"
+    fig["layout"]["height"] += 120  # room for the slanted column names
     cells = [(a, b) for i, a in enumerate(sources) for j, b in enumerate(targets) if matrix[i][j] is not None]
     marker = {"size": 30, "color": "rgba(255,255,255,0.01)"}
     fig["data"].append(
@@ -269,9 +273,8 @@ def _picked(event: Any) -> Any:
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def thumbnail(image_set: str, image_id: str, size: int = 96) -> bytes:
-    image = loaders.from_png(loaders.to_png(_study_image(image_set, image_id)))
-    image.thumbnail((size, size))
-    return loaders.to_png(image)
+    image = _study_image(image_set, image_id).convert("RGB")
+    return loaders.to_png(ImageOps.fit(image, (size, size)))  # square, so the captions below line up
 
 
 def _study_image(image_set: str, image_id: str) -> Any:
