@@ -134,13 +134,13 @@ def success_curve(rows: Sequence[Row], cap: float | None = None) -> dict[str, An
         }
     ]
     fig["layout"]["annotations"] = [
-        {"x": sus.PAPER_CAP, "y": ours, "text": f"here {ours:.1%}", "showarrow": True, "ax": -70, "ay": 40}
+        {"x": sus.PAPER_CAP, "y": ours, "text": f"here {ours:.1%}", "showarrow": True, "ax": 60, "ay": 60}
     ]
     if cap is not None and cap != sus.PAPER_CAP:
         mine = sus.summary(rows, cap)["success_rate"]
         line = {"type": "line", "x0": cap, "x1": cap, "y0": 0, "y1": 1.05, "line": {"color": figures.SOURCE_COLOUR}}
         fig["layout"]["shapes"].append(line)
-        note = {"x": cap, "y": mine, "text": f"counted below: {mine:.1%}", "showarrow": True, "ax": 80, "ay": 30}
+        note = {"x": cap, "y": mine, "text": f"counted below: {mine:.1%}", "showarrow": True, "ax": -90, "ay": -40}
         fig["layout"]["annotations"].append(note)
     return fig
 
@@ -173,7 +173,7 @@ def histogram(rates: dict[int, sus.Rate], kind: str) -> dict[str, Any]:
             "x": median,
             "yref": "paper",
             "y": 1,
-            "text": f"median {median:.0%}",
+            "text": f"median {pct(median)}",
             "showarrow": False,
             "xanchor": "right",
             "yanchor": "bottom",
@@ -192,7 +192,7 @@ def scatter(rows: Sequence[Row], cap: float) -> tuple[dict[str, Any], str]:
             "y": [p[2] for p in points],
             "customdata": [f"c:{p[0]}" for p in points],
             "text": [IMAGENET_CATEGORIES[p[0]] for p in points],
-            "hovertemplate": "%{text}: modify %{x:.0%}, mimic %{y:.0%}<extra></extra>",
+            "hovertemplate": "%{text}: modify %{x:.1%}, mimic %{y:.1%}<extra></extra>",
             "marker": {"size": 12, "color": figures.SOURCE_COLOUR},
         }
         layout = _layout("Modify vs mimic (classes both source and target)", "modify rate", "mimic rate")
@@ -226,7 +226,7 @@ def scatter(rows: Sequence[Row], cap: float) -> tuple[dict[str, Any], str]:
 def group_heatmap(sources: list[str], targets: list[str], matrix: list[list[float | None]]) -> dict[str, Any]:
     """The group matrix (rows: source groups, columns: target groups), with one invisible marker per cell so a
     click selects it."""
-    text = [["" if v is None else f"{v:.0%}" for v in line] for line in matrix]
+    text = [["" if v is None else pct(v) for v in line] for line in matrix]
     fig = figures.heatmap(sources, targets, matrix, text, title="Success by WordNet group: source → target")
     fig["layout"]["xaxis"].update(
         {"title": {"text": "target group"}, "tickangle": -45, "automargin": True}  # ~20 names: slanted, whole
@@ -348,10 +348,13 @@ def show_examples(params: dict[str, Any], chosen: list[Row], title: str, key: st
     stored, again = counted(row, cap), bool(ex["success"]) and ex["rms"] <= cap
     word = {True: "relabelled", False: "not relabelled"}
     agree = "the same verdict" if stored == again else "a different verdict (rounding differs between machines)"
+    outcome = f"it ended as {widgets.class_name(ex['final_class'])}"
+    if ex["final_class"] == row.target and not again:
+        outcome = "it reached the target, but only above the cap"
     st.caption(
-        f"At RMS ≤ {cap:g} the stored row was {word[stored]} (RMS {row.rms:.4f}, {row.iterations} steps); recomputed "
-        f"now on this server it is {word[again]}: it became {widgets.class_name(ex['final_class'])} "
-        f"(p(target) = {ex['p_target']:.2f}), RMS {ex['rms']:.4f}, {ex['iterations']} steps. {agree.capitalize()}."
+        f"At RMS ≤ {cap:g} the stored row was {word[stored]} (RMS {row.rms:.4f}, {row.iterations} steps). Recomputed "
+        f"now on this server it is {word[again]}: {outcome} (p(target) = {ex['p_target']:.2f}, RMS {ex['rms']:.4f}, "
+        f"{ex['iterations']} steps). {agree.capitalize()}."
     )
 
 
@@ -388,16 +391,16 @@ def _examples(
 GROUP_COLUMNS = {
     "group": st.column_config.TextColumn("WordNet group"),
     "classes": st.column_config.NumberColumn("ImageNet classes"),
-    "modify": st.column_config.NumberColumn("modify rate", format="%.1f%%"),
+    "modify": st.column_config.TextColumn("modify rate"),
     "modify_n": st.column_config.NumberColumn("pairs from it"),
-    "mimic": st.column_config.NumberColumn("mimic rate", format="%.1f%%"),
+    "mimic": st.column_config.TextColumn("mimic rate"),
     "mimic_n": st.column_config.NumberColumn("pairs toward it"),
 }
 
 
 def group_table(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The group rows with rates in percent (GROUP_COLUMNS' format) and no rate where a side has no pair."""
-    return [{**g, **{k: None if g[k] is None else 100 * g[k] for k in ("modify", "mimic")}} for g in groups]
+    """The group rows with rates as text (pct), "–" where a side has no pair (a None cell would read "None")."""
+    return [{**g, **{k: "–" if g[k] is None else pct(g[k]) for k in ("modify", "mimic")}} for g in groups]
 
 
 def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
