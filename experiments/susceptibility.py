@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from experiments.imagesets import imagenet_wnids
 from experiments.sweep_store import Row
@@ -43,12 +43,20 @@ class Rate:
     n: int
 
 
-def _ok(row: Row, cap: float | None) -> bool:
-    return row.success and (cap is None or row.rms <= cap)
+class Verdict(Protocol):
+    """What the success rule reads: a stored Row, or a pair recomputed on the page."""
+
+    success: bool
+    rms: float
+
+
+def succeeded(row: Verdict, cap: float | None) -> bool:
+    """The one rule: a verified success with RMS distortion within the cap (None: the study's own cap)."""
+    return bool(row.success) and (cap is None or row.rms <= cap)
 
 
 def _rate(rows: Sequence[Row], cap: float | None) -> Rate:
-    return Rate(sum(_ok(r, cap) for r in rows) / len(rows) if rows else 0.0, len(rows))
+    return Rate(sum(succeeded(r, cap) for r in rows) / len(rows) if rows else 0.0, len(rows))
 
 
 def success_by_cap(rows: Sequence[Row], caps: Iterable[float] = CAPS) -> list[tuple[float, float]]:
@@ -87,7 +95,7 @@ def modify_vs_mimic(rows: Sequence[Row], cap: float | None = None) -> list[tuple
 
 def summary(rows: Sequence[Row], cap: float | None = None) -> dict[str, Any]:
     """The closing note's figures: success rate, mean distortion and iterations, median modify and mimic rates."""
-    ok = [r for r in rows if _ok(r, cap)]
+    ok = [r for r in rows if succeeded(r, cap)]
     modify, mimic = modify_rates(rows, cap), mimic_rates(rows, cap)
     return {
         "rows": len(rows),

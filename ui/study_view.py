@@ -11,6 +11,7 @@ import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import streamlit as st
@@ -199,7 +200,7 @@ def scatter(rows: Sequence[Row], cap: float) -> tuple[dict[str, Any], str]:
         layout["xaxis"].update({"range": [-0.02, 1.02], "tickformat": ".0%"})
         layout["yaxis"].update({"range": [-0.02, 1.02], "tickformat": ".0%"})
         return {"data": [{"type": "scatter", "mode": "markers", **trace}], "layout": layout}, "classes"
-    ok = [r.success and r.rms <= cap for r in rows]
+    ok = [sus.succeeded(r, cap) for r in rows]
     trace = {
         "x": [r.rms for r in rows],
         "y": [r.iterations for r in rows],
@@ -254,11 +255,6 @@ def pct(rate: float) -> str:
     return f"{rate:.0%}" if rate in (0.0, 1.0) else f"{rate:.1%}"
 
 
-def counted(row: Row, cap: float) -> bool:
-    """The row's verdict at the cap the page counts at (stored rows succeed at the study's own cap)."""
-    return row.success and row.rms <= cap
-
-
 # --- sections -----------------------------------------------------------------------------------------------------
 
 
@@ -294,7 +290,7 @@ def ranked_classes(
         cols = st.columns(3)
         for col, (c, rate) in zip(cols, items, strict=False):
             mine = [r for r in rows if getattr(r, key) == c]
-            failed = [r for r in mine if not counted(r, cap)]  # hardest: a pair that failed, else the most distorted
+            failed = [r for r in mine if not sus.succeeded(r, cap)]  # hardest: a failed pair, else the most distorted
             row = failed[0] if label == "hardest" and failed else max(mine, key=lambda r: r.rms)
             if label == "easiest":
                 row = min(mine, key=lambda r: r.rms)  # easiest: its least distorted success
@@ -304,7 +300,7 @@ def ranked_classes(
                 col.caption(str(err))
             text = f"{label}: {widgets.class_name(c)} {pct(rate.rate)} (n={rate.n})"
             if key == "target":
-                verb = "became it" if counted(row, cap) else "did not become it"
+                verb = "became it" if sus.succeeded(row, cap) else "did not become it"
                 text += f" · pictured: a {widgets.class_name(row.source)} photo that {verb}"
             col.caption(text)
 
@@ -324,15 +320,15 @@ def example(params_json: str, image_id: str, target: int) -> dict[str, Any]:
 def show_examples(params: dict[str, Any], chosen: list[Row], title: str, key: str, cap: float) -> None:
     """A clicked point's or cell's rows, those not relabelled within the cap first; the chosen one recomputed
     (original, adversarial, amplified difference) and its verdict compared with the stored row's."""
-    chosen = sorted(chosen, key=lambda r: (counted(r, cap), -r.rms))
-    failures = sum(not counted(r, cap) for r in chosen)
+    chosen = sorted(chosen, key=lambda r: (sus.succeeded(r, cap), -r.rms))
+    failures = sum(not sus.succeeded(r, cap) for r in chosen)
     st.markdown(
         f"##### Examples: {title} ({len(chosen)} pair{'' if len(chosen) == 1 else 's'}, "
         f"{failures} not relabelled at RMS ≤ {cap:g}; those first)"
     )
 
     def label(r: Row) -> str:
-        mark = "✓" if counted(r, cap) else "✗"
+        mark = "✓" if sus.succeeded(r, cap) else "✗"
         pair = f"{widgets.class_name(r.source)} → {widgets.class_name(r.target)}"
         return f"{mark} {pair} · RMS {r.rms:.4f} ({r.image_id})"
 
@@ -345,7 +341,8 @@ def show_examples(params: dict[str, Any], chosen: list[Row], title: str, key: st
     cols = st.columns(3)
     for col, png, caption in zip(cols, ex["images"], ("original", "adversarial", "difference × 10"), strict=True):
         widgets.show_image(col, png, caption)
-    stored, again = counted(row, cap), bool(ex["success"]) and ex["rms"] <= cap
+    recomputed = SimpleNamespace(success=ex["success"], rms=ex["rms"])
+    stored, again = sus.succeeded(row, cap), sus.succeeded(recomputed, cap)
     word = {True: "relabelled", False: "not relabelled"}
     agree = "the same verdict" if stored == again else "a different verdict (rounding differs between machines)"
     outcome = f"it ended as {widgets.class_name(ex['final_class'])}"
