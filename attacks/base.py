@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -190,9 +190,12 @@ class Attack(ABC):
 
     @abstractmethod
     def run(
-        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0, judge: nn.Module | None = None
+        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int | Sequence[int] = 0, judge: nn.Module | None = None
     ) -> Iterator[Step]:
         """Attack images x (N,3,H,W) in [0,1]; yield one Step per iteration until every sample is done.
+
+        Drive it through attacks.runner (drive / run_batch / attack_targets), never directly. `seed`: one per
+        sample, or one for all; a sample's random draws come from its own generator (see sample_generators).
 
         The gradient flows through `model` (maybe a randomised or ensemble wrapper); success, early stopping and
         the Step's probabilities are those of `judge` (default: `model`) on the 8-bit image, so a sample never
@@ -219,6 +222,14 @@ def loss_and_grad(
         loss = (loss_fn or goal.loss)(logits)  # (N,)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return logits.detach(), loss.detach(), grad  # grad: (N, 3, H, W)
+
+
+def sample_generators(seed: int | Sequence[int], n: int) -> list[torch.Generator]:
+    """One CPU generator per sample, so a sample's random start never depends on the batch it runs in."""
+    seeds = [int(seed)] * n if isinstance(seed, int) else [int(s) for s in seed]
+    if len(seeds) != n:
+        raise AttackError(f"{len(seeds)} seeds for {n} samples")
+    return [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
 
 
 class SampleLoop:
@@ -294,8 +305,8 @@ class GradientAttack(Attack):
     early_stop=False: every sample takes every step (or stops at its own budget), success judged at the end.
     """
 
-    def start(self, x0: Tensor, generator: torch.Generator) -> Tensor:
-        """First iterate (N,3,H,W); default: the original image."""
+    def start(self, x0: Tensor, generators: list[torch.Generator]) -> Tensor:
+        """First iterate (N,3,H,W); default: the original image. generators: one per sample."""
         return x0.clone()
 
     @abstractmethod
@@ -317,13 +328,12 @@ class GradientAttack(Attack):
         return {}
 
     def run(
-        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0, judge: nn.Module | None = None
+        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int | Sequence[int] = 0, judge: nn.Module | None = None
     ) -> Iterator[Step]:
         self.check_goal(goal)
         loop = SampleLoop(model, x, judge=judge, quantized=self.quantize)
         x0 = loop.x0
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        xi = self.start(x0, gen)  # (N, 3, H, W) float iterate
+        xi = self.start(x0, sample_generators(seed, x0.shape[0]))  # (N, 3, H, W) float iterate
         state = self.init_state(x0)
         steps = self.total_steps()
         for i in range(steps + 1):

@@ -19,7 +19,7 @@ for (see _push); an image counts as found when it meets the goal with a margin o
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -64,10 +64,11 @@ class CarliniWagnerL2(Attack):
     )
 
     def total_steps(self) -> int:
-        return int(self.hparams["steps"]) * int(self.hparams["binary_steps"])
+        """Indices run from 0: every stage evaluates `steps` points, so the last index is steps * stages - 1."""
+        return int(self.hparams["steps"]) * int(self.hparams["binary_steps"]) - 1
 
     def run(
-        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0, judge: nn.Module | None = None
+        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int | Sequence[int] = 0, judge: nn.Module | None = None
     ) -> Iterator[Step]:
         self.check_goal(goal)
         loop = SampleLoop(model, x, judge=judge, quantized=self.quantize)

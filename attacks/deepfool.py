@@ -21,7 +21,7 @@ step cannot change any value (all pushing against 0 or 1) stops there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +66,7 @@ class DeepFool(Attack):
         return int(self.hparams["steps"])
 
     def run(
-        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int = 0, judge: nn.Module | None = None
+        self, model: nn.Module, x: Tensor, goal: Goal, *, seed: int | Sequence[int] = 0, judge: nn.Module | None = None
     ) -> Iterator[Step]:
         self.check_goal(goal)
         loop = SampleLoop(model, x, judge=judge, quantized=self.quantize)

@@ -25,9 +25,11 @@ class PGD(LinfIterative):
         ),
     )
 
-    def start(self, x0: Tensor, generator: torch.Generator) -> Tensor:
+    def start(self, x0: Tensor, generators: list[torch.Generator]) -> Tensor:
         if not self.hparams["random_start"]:
             return x0.clone()
         eps = self.hparams["eps"] / 255.0
-        noise = torch.empty(x0.shape).uniform_(-eps, eps, generator=generator).to(x0.device)
+        shape = x0.shape[1:]
+        noise = torch.stack([torch.empty(shape).uniform_(-eps, eps, generator=g) for g in generators])  # (N, 3, H, W)
+        noise = noise.to(x0.device)
         return (x0 + noise).clamp(0.0, 1.0)  # (N, 3, H, W)

@@ -32,13 +32,14 @@ class PGDL2(GradientAttack):
     def step_size_px(self) -> float:
         return self.hparams["step_size"]
 
-    def start(self, x0: Tensor, generator: torch.Generator) -> Tensor:
+    def start(self, x0: Tensor, generators: list[torch.Generator]) -> Tensor:
         if not self.hparams["random_start"]:
             return x0.clone()
-        n, d = x0.shape[0], x0[0].numel()
-        # Uniform in the ball: Gaussian direction, radius ~ eps * U^(1/d).
-        g = torch.randn(x0.shape, generator=generator)
-        radius = torch.rand(n, generator=generator).pow(1.0 / d).view(-1, 1, 1, 1) * self.hparams["eps"]
+        d = x0[0].numel()
+        # Uniform in the ball: Gaussian direction, radius ~ eps * U^(1/d); each sample from its own generator.
+        g = torch.stack([torch.randn(x0.shape[1:], generator=gen) for gen in generators])  # (N, 3, H, W)
+        u = torch.cat([torch.rand(1, generator=gen) for gen in generators])  # (N,)
+        radius = u.pow(1.0 / d).view(-1, 1, 1, 1) * self.hparams["eps"]
         delta = (g / _per_sample_norm(g) * radius).to(x0.device)
         return (x0 + delta).clamp(0.0, 1.0)
 

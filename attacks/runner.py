@@ -7,6 +7,7 @@ targets (one forward/backward for a chunk of targets), exhausts the generators a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -155,21 +156,86 @@ def verify_many(
     return verdicts
 
 
-def run_to_end(steps: Iterator[Step], on_step: Callable[[Step], None] | None = None) -> tuple[Step, Tensor]:
-    """Exhaust an attack generator. Returns the last Step and, per sample, the index of its last active step."""
+def sample_seed(seed: int, *keys: object) -> int:
+    """A sample's own random seed from the run's seed and what identifies the sample (image, target).
+
+    Why: a random start drawn for a whole batch would make a pair's row depend on its place in the batch, and the
+    batch size depends on free memory. Derived by hashing, so it is the same in every process and every batch.
+    """
+    text = repr((int(seed), *keys)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") & (2**63 - 1)
+
+
+@dataclass
+class Finished:
+    """A batch run to its end: the last Step and, per sample, the index of the step at which it stopped."""
+
+    last: Step
+    stopped_at: Tensor  # (N,) long, on the CPU
+
+    @property
+    def x_adv(self) -> Tensor:
+        """(N, 3, H, W) the images exactly as they will be saved (8-bit)."""
+        return quantize(self.last.x_adv)
+
+
+def drive(
+    attack: Attack,
+    model: nn.Module,
+    x: Tensor,
+    goal: Goal,
+    *,
+    seeds: int | Sequence[int] = 0,
+    attacked: nn.Module | None = None,
+    judge: nn.Module | None = None,
+) -> Iterator[Step]:
+    """The one place `attack.run` is called: the Steps of one batch, for a live view or `run_batch`.
+
+    `model` is the plain classifier, the default judge of success and early stopping on the 8-bit image; the
+    gradient flows through `attacked` when given (an ensemble, input diversity, an EOT view), else `model`.
+    `judge` replaces `model` for deciding when a sample may stop (an EOT attack judged on fixed views, see
+    EOT(fixed=True)). `seeds`: one per sample (see sample_seed), or one for all; a sample's random draws depend only
+    on its own seed, never on its place in the batch.
+    """
+    n = x.shape[0]
+    per_sample = [int(seeds)] * n if isinstance(seeds, int) else [int(s) for s in seeds]
+    if len(per_sample) != n:
+        raise AttackError(f"{len(per_sample)} seeds for {n} samples")
+    through = model if attacked is None else attacked
+    return attack.run(through, x, goal, seed=per_sample, judge=model if judge is None else judge)
+
+
+def run_to_end(steps: Iterator[Step], on_step: Callable[[Step], None] | None = None) -> Finished:
+    """Exhaust a Step stream; each sample's stop index is the index of the first Step that shows it done."""
     last: Step | None = None
-    finished_at: Tensor | None = None
+    stopped: Tensor | None = None
     for step in steps:
-        if finished_at is None:
-            finished_at = torch.zeros_like(step.done, dtype=torch.long)
-        newly = step.done & (finished_at == 0)
-        finished_at[newly] = step.index
+        done = step.done.cpu()  # (N,)
+        if stopped is None:
+            stopped = torch.full(done.shape, -1, dtype=torch.long)  # (N,) -1: still running
+        stopped[done & (stopped < 0)] = step.index
         last = step
         if on_step is not None:
             on_step(step)
-    if last is None or finished_at is None:
+    if last is None or stopped is None:
         raise AttackError("the attack yielded no step")
-    return last, finished_at
+    stopped[stopped < 0] = last.index
+    return Finished(last, stopped)
+
+
+def run_batch(
+    attack: Attack,
+    model: nn.Module,
+    x: Tensor,
+    goal: Goal,
+    *,
+    seeds: int | Sequence[int] = 0,
+    attacked: nn.Module | None = None,
+    judge: nn.Module | None = None,
+    on_step: Callable[[Step], None] | None = None,
+) -> Finished:
+    """`drive` a batch to its end: what every experiment that attacks many images or pairs at once calls."""
+    return run_to_end(drive(attack, model, x, goal, seeds=seeds, attacked=attacked, judge=judge), on_step)
 
 
 def default_chunk(device: torch.device) -> int:
@@ -232,11 +298,11 @@ def attack_targets(
         tgt = None if part[0] is None else torch.tensor(part, device=model.device, dtype=torch.long)
         goal = Goal(src, tgt, confidence)
         start = time.perf_counter()
-        through = model if attacked is None else attacked
-        steps = attack.run(through, x, goal, seed=seed, judge=model if judge is None else judge)
-        last, finished_at = run_to_end(steps, on_step)
+        seeds = [sample_seed(seed, t) for t in part]
+        end = run_batch(attack, model, x, goal, seeds=seeds, attacked=attacked, judge=judge, on_step=on_step)
         seconds = (time.perf_counter() - start) / n  # batch time shared equally
-        advs = [tensor_to_pil(quantize(last.x_adv[j : j + 1])) for j in range(n)]
+        x_adv = end.x_adv  # (n, 3, H, W)
+        advs = [tensor_to_pil(x_adv[j : j + 1]) for j in range(n)]
         verdicts = verify_many(model, original, advs, source=source, targets=part, confidence=confidence)
         for j, (t, adv, v) in enumerate(zip(part, advs, verdicts, strict=True)):
             results.append(
@@ -250,7 +316,7 @@ def attack_targets(
                     target=t,
                     confidence=confidence,
                     verdict=v,
-                    iterations=int(finished_at[j]),
+                    iterations=int(end.stopped_at[j]),
                     seconds=seconds,
                     original=original,
                     adversarial=adv,

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attacks import Goal, make_attack  # noqa: E402
-from attacks.runner import attack_targets, default_chunk, run_to_end  # noqa: E402
+from attacks.runner import attack_targets, default_chunk, run_batch  # noqa: E402
 from images import load_image  # noqa: E402
 from models import default_device, load_model, pil_to_tensor  # noqa: E402
 
@@ -67,7 +67,7 @@ def main() -> None:
 
     def ours(attack_name: str, **kw) -> None:
         attack = make_attack(attack_name, steps=steps, early_stop=False, **kw)
-        last, _ = run_to_end(attack.run(model, x, Goal(source, target)))
+        last = run_batch(attack, model, x, Goal(source, target)).last
         assert last.index == steps
 
     contenders = {

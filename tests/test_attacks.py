@@ -11,7 +11,7 @@ from attacks import ATTACKS, AttackError, Goal, make_attack
 from attacks.base import GradientAttack, loss_and_grad
 from attacks.fgsm import FGSM
 from attacks.metrics import linf, quantize, rms
-from attacks.runner import run_to_end
+from attacks.runner import run_batch
 
 TARGET = 3
 
@@ -53,7 +53,7 @@ def test_pixels_stay_in_range_and_every_step_is_8bit(tiny, tiny_images, name: st
 def test_success_flags_are_true_on_the_8bit_image(tiny, tiny_images, name: str, targeted: bool) -> None:
     attack = _small(name)
     goal = _goal(tiny, tiny_images, targeted)
-    last, _ = run_to_end(attack.run(tiny, tiny_images, goal, seed=0))
+    last = run_batch(attack, tiny, tiny_images, goal, seeds=0).last
     with torch.no_grad():
         probs = tiny(last.x_adv).softmax(1)
     assert torch.equal(goal.met(probs), last.success)
@@ -62,8 +62,8 @@ def test_success_flags_are_true_on_the_8bit_image(tiny, tiny_images, name: str, 
 @pytest.mark.parametrize("name,targeted", CASES)
 def test_deterministic_under_a_seed(tiny, tiny_images, name: str, targeted: bool) -> None:
     goal = _goal(tiny, tiny_images, targeted)
-    a, _ = run_to_end(_small(name).run(tiny, tiny_images, goal, seed=7))
-    b, _ = run_to_end(_small(name).run(tiny, tiny_images, goal, seed=7))
+    a = run_batch(_small(name), tiny, tiny_images, goal, seeds=7).last
+    b = run_batch(_small(name), tiny, tiny_images, goal, seeds=7).last
     assert torch.equal(a.x_adv, b.x_adv)
 
 
@@ -83,14 +83,14 @@ LINF = [n for n, c in ATTACKS.items() if any(p.name == "eps" for p in c.params) 
 def test_linf_budget_is_respected_on_the_saved_image(tiny, tiny_images, name: str, eps: float) -> None:
     attack = make_attack(name, eps=eps, **({"steps": 10} if name != "fgsm" else {}))
     goal = _goal(tiny, tiny_images, False)
-    last, _ = run_to_end(attack.run(tiny, tiny_images, goal))
+    last = run_batch(attack, tiny, tiny_images, goal).last
     assert float(linf(last.x_adv, tiny_images).max()) <= eps / 255 + 1e-6
 
 
 def test_pgd_l2_budget_on_the_float_iterate(tiny, tiny_images) -> None:
     attack = make_attack("pgd_l2", eps=0.5, step_size=0.2, steps=10, quantize=False)
     goal = _goal(tiny, tiny_images, False)
-    last, _ = run_to_end(attack.run(tiny, tiny_images, goal))
+    last = run_batch(attack, tiny, tiny_images, goal).last
     # Saved image: the float iterate is inside the ball; rounding adds at most 0.5/255 per value.
     bound = 0.5 + math.sqrt(tiny_images[0].numel()) * 0.5 / 255
     assert float((last.x_adv - tiny_images).flatten(1).norm(dim=1).max()) <= bound + 1e-6
@@ -99,7 +99,7 @@ def test_pgd_l2_budget_on_the_float_iterate(tiny, tiny_images) -> None:
 def test_relabel_stops_at_the_rms_cap(tiny, tiny_images) -> None:
     attack = make_attack("relabel", step_size=1.0, steps=500, max_rms=0.004)
     goal = _goal(tiny, tiny_images, True)
-    last, _ = run_to_end(attack.run(tiny, tiny_images, goal))
+    last = run_batch(attack, tiny, tiny_images, goal).last
     assert float(last.distortion.max()) <= 0.004
     assert bool(last.done.all())
 
@@ -119,9 +119,9 @@ def test_batched_targets_equal_one_by_one(tiny, tiny_images) -> None:
     x = tiny_images[:1].expand(3, -1, -1, -1).contiguous()
     source = tiny(x).argmax(1)
     targets = torch.tensor([t for t in range(10) if t != int(source[0])][:3])
-    batched, _ = run_to_end(attack.run(tiny, x, Goal(source, targets)))
+    batched = run_batch(attack, tiny, x, Goal(source, targets)).last
     for j in range(3):
-        single, _ = run_to_end(attack.run(tiny, x[j : j + 1], Goal(source[j : j + 1], targets[j : j + 1])))
+        single = run_batch(attack, tiny, x[j : j + 1], Goal(source[j : j + 1], targets[j : j + 1])).last
         assert torch.allclose(single.x_adv[0], batched.x_adv[j], atol=1e-6)
         assert bool(single.success[0]) == bool(batched.success[j])
 
@@ -179,10 +179,11 @@ def test_total_steps_bounds_every_step_index(tiny, tiny_images, name: str, targe
     if name == "relabel":
         small["max_rms"] = 1.0
     attack = make_attack(name, early_stop=False, **small)
-    expected = {"fgsm": 1, "cw": 6 * 3}.get(name, 6)
+    expected = {"fgsm": 1, "cw": 6 * 3 - 1}.get(name, 6)
     assert attack.total_steps() == expected
     indices = [s.index for s in attack.run(tiny, tiny_images, _goal(tiny, tiny_images, targeted), seed=0)]
     assert indices == list(range(len(indices))) and max(indices) <= attack.total_steps()
     if name != "deepfool":  # DeepFool stops at the boundary even on a full budget (attacks/deepfool.py)
-        # Gradient attacks yield the start (index 0) and one Step per step; CW one Step per Adam evaluation.
-        assert max(indices) + (name == "cw") == attack.total_steps()
+        # Gradient attacks yield the start (index 0) and one Step per step; CW one Step per Adam evaluation, from 0.
+        # Regression (issue 17 item 9): CW's largest index was total_steps() - 1, so its progress never reached 100%.
+        assert max(indices) == attack.total_steps()

@@ -11,7 +11,7 @@ import torch
 
 from attacks import make_attack
 from attacks.base import Goal
-from attacks.runner import run_to_end
+from attacks.runner import run_batch
 from models import pil_to_tensor
 
 torchattacks = pytest.importorskip(
@@ -64,7 +64,7 @@ def test_same_perturbation_as_torchattacks(lite0, chelsea_input, name, ours, the
     attack = make_attack(name, **ours, quantize=False, early_stop=False)
     # Our Step holds the 8-bit image; compare the float iterate by re-running the same loop's last update:
     # quantize both sides (the saved images) and require near-identical bytes.
-    last, _ = run_to_end(attack.run(lite0, x, goal))
+    last = run_batch(attack, lite0, x, goal).last
     peer_8bit = torch.round(adv_peer.clamp(0, 1) * 255) / 255
     differing = (last.x_adv - peer_8bit).abs() > 1e-6
     assert differing.float().mean().item() < 0.002, f"{differing.float().mean().item():.4%} of values differ"

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from attacks import AttackError, Goal, make_attack
 from attacks.metrics import quantize, rms
-from attacks.runner import attack_targets, run_to_end
+from attacks.runner import attack_targets, run_batch
 from experiments.common import classify
 from experiments.robustness import EOT, TRANSFORMS, EOTConfig, eot_transform, evaluate_robustness
 from experiments.synthesis import (
@@ -198,8 +198,8 @@ def test_full_budget_runs_every_step_where_early_stop_stops(tiny_clf, tiny_image
     target = (source + 1) % 10
     attack = make_attack("relabel", step_size=2.0, steps=40, max_rms=1.0)
     full_budget = make_attack("relabel", step_size=2.0, steps=40, max_rms=1.0, early_stop=False)
-    early, _ = run_to_end(attack.run(tiny_clf, tiny_images, Goal(source, target)))
-    full, _ = run_to_end(full_budget.run(tiny_clf, tiny_images, Goal(source, target)))
+    early = run_batch(attack, tiny_clf, tiny_images, Goal(source, target)).last
+    full = run_batch(full_budget, tiny_clf, tiny_images, Goal(source, target)).last
     assert early.index < 40 and full.index == 40
     assert float(full.distortion.mean()) > float(early.distortion.mean())
 
