@@ -94,8 +94,13 @@ class AttackResult:
             "linf": v.linf,
             "max_change_255": v.max_change_255,
             "seconds": self.seconds,
-            "metrics": {"l2": v.l2, "psnr": v.psnr, "ssim": v.ssim, "max_change_255": v.max_change_255},
+            # PSNR of an unchanged image is infinite, which JSON cannot hold: null there.
+            "metrics": {"l2": v.l2, "psnr": _finite(v.psnr), "ssim": v.ssim, "max_change_255": v.max_change_255},
         }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def verify(
@@ -349,7 +354,7 @@ def save_result(result: AttackResult, model: Classifier, folder: Path, *, gain: 
     x0, xa = pil_to_tensor(original), pil_to_tensor(saved)  # (1, 3, H, W) each
     tensor_to_pil(amplified_difference(xa, x0, gain)).save(folder / "difference.png")
     data = result.to_json()
-    (folder / "result.json").write_text(json.dumps(data, indent=2))
+    (folder / "result.json").write_text(json.dumps(data, indent=2, allow_nan=False))
     return data
 
 

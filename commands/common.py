@@ -69,7 +69,7 @@ def check_confidence(value: float) -> float:
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:
-    print(json.dumps(data, indent=2) if as_json else text)
+    print(json.dumps(data, indent=2, allow_nan=False) if as_json else text)
 
 
 def progress_line(text: str) -> None:

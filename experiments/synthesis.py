@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from attacks import CONFIDENCE, AttackError, Goal, Param
 from attacks.metrics import quantize, rms
 from attacks.relabel import Relabel
+from attacks.runner import drive
 from experiments.common import check_choice, query_probabilities
 
 INITS: tuple[str, ...] = ("gaussian", "uniform", "grey")
@@ -121,7 +122,7 @@ def synthesize_gradient(
     tgt = tgt.to(dev)
     source = query_probabilities(model, x0).argmax(1)  # (N,)
     goal = Goal(source, tgt, confidence)
-    for step in attack.run(model, x0, goal, seed=seed):
+    for step in drive(attack, model, x0, goal, seeds=seed):
         yield Progress(
             index=step.index,
             images=step.x_adv,

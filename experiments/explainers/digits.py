@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,8 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
 from attacks import PGD, AttackError, Goal
-from attacks.runner import run_to_end
-from experiments.common import check_number
+from attacks.runner import run_batch, sample_seed
+from experiments.common import check_number, exhaust
 from experiments.synthesis import Progress, synthesize_gradient
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "digits"
@@ -110,14 +109,6 @@ def held_out_accuracy(net: nn.Module) -> float:
     return accuracy(net, split.x_test, split.y_test)
 
 
-def exhaust(steps: Iterator[T]) -> T:
-    """Run a progress generator to its end and return its last item."""
-    last = deque(steps, maxlen=1)
-    if not last:
-        raise AttackError("the generator yielded nothing")
-    return last[0]
-
-
 # ------------------------------------------------------------------------------------------- attacks
 
 
@@ -128,8 +119,8 @@ def pgd(net: nn.Module, x: Tensor, y: Tensor, eps: float, *, steps: int = 10, se
     """
     eps = check_number("eps", eps, 0.0, 1.0)
     attack = PGD(eps=eps * 255, step_size=2.5 * eps * 255 / steps, steps=steps, random_start=1, early_stop=early_stop)
-    last, _ = run_to_end(attack.run(net, x, Goal(y), seed=seed))
-    return last
+    seeds = [sample_seed(seed, j) for j in range(len(x))]  # a different random start for each digit of the batch
+    return run_batch(attack, net, x, Goal(y), seeds=seeds).last
 
 
 def robust_accuracy(net: nn.Module, eps: float, *, steps: int = 20, seed: int = 0, n: int | None = None) -> float:
