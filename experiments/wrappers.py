@@ -115,10 +115,6 @@ class RandomTransformModel(nn.Module):
         return torch.logsumexp(logp, dim=0) - math.log(self.samples)  # (N, K)
 
 
-def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> Tensor:
-    return torch.rand(n, generator=gen) * (high - low) + low  # (n,)
-
-
 def resize_pad(x: Tensor, gen: torch.Generator, *, prob: float = 0.5, low: float = 0.9) -> Tensor:
     """Input diversity (Xie et al. 2019, arXiv:1803.06978): with probability `prob` per image, shrink it to a random
     side in [low*H, H) and zero-pad it back to H at a random offset. (M,3,H,W) -> (M,3,H,W), differentiable."""

@@ -437,9 +437,27 @@ def test_pages_and_ui_import_no_torch_and_use_no_one_letter_aliases() -> None:
 
 
 def test_engine_and_experiments_import_no_streamlit() -> None:
-    for folder in ("attacks", "models", "experiments"):
-        for path in (ROOT / folder).glob("*.py"):
-            assert all(m.split(".")[0] != "streamlit" for m, _ in _imports(path)), path
+    """Only the Streamlit layer imports Streamlit: app.py, ui/, pages/, files named view.py (and the UI benchmark,
+    which drives pages). Checked over every package and its subpackages (experiments/explainers too)."""
+    allowed_dirs = {"ui", "pages", "tests", "cloud"}
+    checked = 0
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0].startswith(".") or rel.parts[0] in allowed_dirs or path.name == "view.py":
+            continue
+        if rel.as_posix() in {"app.py", "benchmarks/bench_ui.py"}:
+            continue
+        checked += 1
+        assert all(m.split(".")[0] != "streamlit" for m, _ in _imports(path)), rel
+    assert checked > 60
+
+
+def test_router_relies_on_a_streamlit_internal_that_still_exists() -> None:
+    """ui/router.py switches off Streamlit's pages-folder mode through PagesManager.uses_pages_directory, which no
+    public API offers (see its docstring). A Streamlit release that renames the flag must fail here, not in class."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    assert isinstance(PagesManager.uses_pages_directory, (bool, type(None)))
 
 
 def test_app_is_a_router_only() -> None:
