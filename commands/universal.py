@@ -20,13 +20,32 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--norm", choices=("inf", "2"), default="inf", help="the ball v lies in: L-inf or L2")
     p.add_argument("--xi", type=float, help="its radius, 0-255 pixel units (default: 10 for inf, 2000 for 2)")
     p.add_argument("--method", choices=("deepfool", "sgd"), default="deepfool", help="the paper's or the fast one")
-    p.add_argument("--holdout", type=int, help="images kept out of building v (default: 30%%)")
+    p.add_argument(
+        "--holdout",
+        type=_holdout,
+        help="images kept out of building v: a count (200) or a fraction below 1 (0.2); default: 30%% of them",
+    )
     p.add_argument("--passes", type=int, default=5, help="at most this many passes over the training images")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and of the visiting order")
     p.add_argument("--apply", metavar="NPY", help="evaluate this saved perturbation.npy instead of building one")
     add_output(p, "output folder (perturbation.npy/.json/.png, result.json); not with --apply", required=False)
     p.set_defaults(func=run)
     return p
+
+
+def _holdout(text: str) -> float:
+    """A count (an integer >= 0) or a fraction in (0, 1): both are how people say "hold out"."""
+    value = float(text)
+    if value < 0 or (value >= 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"a count (0, 1, 2, ...) or a fraction below 1, got {text!r}")
+    return value
+
+
+def holdout_count(value: float | None, n: int) -> int | None:
+    """--holdout as the count of images it means among n (None: the engine's default, 30%)."""
+    if value is None:
+        return None
+    return round(value * n) if 0 < value < 1 else int(value)
 
 
 def _images(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
@@ -60,6 +79,7 @@ def _build(args: argparse.Namespace) -> int:
     from models import load_model
 
     names, photos = _images(args)
+    args.holdout = holdout_count(args.holdout, len(photos))
     check_settings(len(photos), args.norm, args.xi, args.method, args.holdout, args.passes, 0.2)
     model = load_model(args.model)
     work = compute_universal(

@@ -56,7 +56,8 @@ from torch import Tensor, nn
 from attacks import AttackError, Goal
 from attacks.deepfool import DeepFool
 from attacks.metrics import amplified_difference, quantize, quantize_ste
-from experiments.common import check_choice, check_number, exhaust, resize_input
+from attacks.runner import run_batch
+from experiments.common import check_choice, check_number, resize_input
 from models import pil_to_tensor, tensor_to_pil
 
 NORMS = ("inf", "2")
@@ -174,6 +175,29 @@ def fooling_ratio(model: nn.Module, x: Tensor, v: Tensor, labels: Tensor | None 
     if not len(x):
         return float("nan")
     return int(fooled_mask(model, x, v, labels).sum()) / len(x)  # an exact count, not a float32 mean
+
+
+#: How "fooled" is decided everywhere (the sidecar, the page, the CLI, the cross-model table).
+FOOLED_RULE = (
+    "label change: the plain model's top-1 on the 8-bit image quantize(clamp(x + v)) differs from its top-1 on the "
+    "8-bit clean x (its own prediction, not the ImageNet label), x = the model's preprocess of the photo"
+)
+
+
+def evaluate(
+    model: nn.Module, images: Sequence[Image.Image] | Tensor, v: Tensor | np.ndarray, labels: Tensor | None = None
+) -> float:
+    """THE fooling ratio of v on images (photos or (N,3,S,S) inputs): the one function the run, the page's status,
+    its cross-model table, the CLI and scripts/make_universal.py call, so their figures cannot disagree."""
+    x = model_inputs(model, images)  # (N, 3, S, S)
+    return fooling_ratio(model, x, torch.as_tensor(v, dtype=torch.float32).to(x.device), labels)
+
+
+def sign_noise(shape: Sequence[int], xi: float, seed: int) -> Tensor:
+    """The control: random +-xi/255 signs (the L-inf ball's corners, so the same L-inf as a saturated v), seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, tuple(shape), generator=gen).float() * 2 - 1  # (3, H, W)
+    return signs * (xi / 255.0)
 
 
 def model_inputs(model: nn.Module, images: Sequence[Image.Image] | Tensor) -> Tensor:
@@ -295,11 +319,11 @@ def compute_universal(
                 state["visited"] += len(ids)
                 v = sgd_step(model, x_train[ids], y_train[ids], v, norm=norm, xi=xi, step_size=step_size)
                 yield progress(p, tuple(train_ids[j] for j in ids.tolist()), True)
-        state["train"] = fooling_ratio(model, x_train, v, y_train)
+        state["train"] = evaluate(model, x_train, v, y_train)
         reached = state["train"] >= 1.0 - delta
         last = reached or p == passes
         if holdout and (last or p % eval_every == 0):
-            state["held"] = fooling_ratio(model, x_held, v, y_held)
+            state["held"] = evaluate(model, x_held, v, y_held)
         why = "" if not last else (f"training fooling ratio reached 1 - delta = {1 - delta:g}" if reached else "")
         yield progress(p, (), False, done=last, why=why or ("last pass" if last else ""))
         if last:
@@ -311,8 +335,8 @@ def deepfool_step(model: nn.Module, x: Tensor, label: Tensor, attack: DeepFool, 
 
     r = x_adv - x, the difference of two 8-bit images; converged: the 8-bit x_adv gets another label.
     """
-    last = exhaust(attack.run(model, x, Goal(label), seed=seed))
-    return last.x_adv - x, bool(last.success[0])
+    done = run_batch(attack, model, x, Goal(label), seeds=seed)
+    return done.x_adv - x, bool(done.last.success[0])
 
 
 def sgd_step(
@@ -342,17 +366,26 @@ def amplified(v: Tensor | np.ndarray) -> tuple[Image.Image, float]:
 
 
 def save_perturbation(path: str | os.PathLike[str], v: Tensor, meta: Mapping[str, Any]) -> dict[str, Path]:
-    """Write v losslessly as `<stem>.npy` (3,H,W) float32, `meta` (+ shape, amplification) as `<stem>.json`, and an
+    """Write v as `<stem>.npy` (3,H,W) float16 (small; judge it after load_perturbation reads it back), `meta`
+    (+ shape, amplification) as `<stem>.json`, and an
     amplified `<stem>.png` for viewing. Returns the three paths."""
     npy = Path(path).with_suffix(".npy")
     npy.parent.mkdir(parents=True, exist_ok=True)
-    np.save(npy, v.detach().cpu().float().numpy())
+    np.save(npy, _half_inside(v.detach().cpu().float().numpy()))
     image, gain = amplified(v.detach().cpu().float())
     png = npy.with_suffix(".png")
     image.save(png)
     side = npy.with_suffix(".json")
     side.write_text(json.dumps({**meta, "shape": list(v.shape), "png_amplification": gain}, indent=2) + "\n")
     return {"npy": npy, "json": side, "png": png}
+
+
+def _half_inside(v: np.ndarray) -> np.ndarray:
+    """v as float16, each value rounded toward 0 where nearest rounding would grow it, so v stays in its ball."""
+    half = v.astype(np.float16)
+    over = np.abs(half.astype(np.float32)) > np.abs(v)
+    half[over] = np.nextafter(half[over], np.float16(0))
+    return half
 
 
 def load_perturbation(path: str | os.PathLike[str]) -> tuple[Tensor, dict[str, Any]]:
@@ -416,7 +449,7 @@ def cross_model_table(
         x = model_inputs(model, images)  # (N, 3, S, S)
         labels = predict(model, x)
         for i, v in enumerate(perturbations.values()):
-            ratio[i][j] = fooling_ratio(model, x, torch.as_tensor(v, dtype=torch.float32), labels)
+            ratio[i][j] = evaluate(model, x, v, labels)
     names = [str(getattr(m, "name", f"model{j}")) for j, m in enumerate(models)]
     return CrossModelTable(list(perturbations), names, ratio, len(images))
 

@@ -102,9 +102,7 @@ with out:
         slots["status"].markdown(view.status(job.data["last"], passes))
         view.curves(slots["curve"], job.data["history"])
     else:
-        held = meta.get("heldout_fooling")
-        ratio = f": held-out fooling ratio {held:.0%} on {meta.get('n_heldout')} images" if held is not None else ""
-        slots["status"].markdown(f"**v for {meta.get('model')}, {view.ORIGINS[origin]}**{ratio}")
+        slots["status"].markdown(view.shipped_status(model.name if model else "", v, meta, origin))
     view.show_perturbation(slots["v"], v, f"v for {meta.get('model')}, {view.ORIGINS[origin]}")
     view.downloads(v, meta, "exp.univ_save.")  # outside K: download buttons cannot be pinned by Run
     if model is not None:
@@ -123,5 +121,5 @@ with out:
             on_click=run.request_start,
             args=(JOB, "table", run.page_settings(K, OTHER_BUTTONS)),
         )
-        st.caption(f"SGD as the shipped one (L∞ ξ = 10, 20 training samples): {view.TABLE_MINUTES}; kept for everyone.")
+        st.caption(f"SGD (L∞ ξ = 10) on the 28 samples: {view.TABLE_MINUTES}; kept for everyone. {view.LIVE_NOTE}")
     view.show_table(widgets.usable_models())

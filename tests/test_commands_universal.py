@@ -34,6 +34,8 @@ def _refused(capsys, argv: list[str], words: str) -> None:
         (["--method", "fgsm"], "invalid choice: 'fgsm'"),
         (["--passes", "0"], "passes"),
         (["--holdout", "27"], "at least 2 training images"),
+        (["--holdout", "0.97"], "at least 2 training images"),
+        (["--holdout", "2.5"], "a fraction below 1"),
         (["--max-images", "0"], "--max-images"),
         (["--model", "nonet"], "nonet"),
     ],
@@ -84,3 +86,11 @@ def test_small_sgd_run_writes_its_files_and_apply_recounts_it(capsys, tmp_path: 
     fooled = round(data["train_fooling"] * 2) + round(data["heldout_fooling"] * 1)
     assert (applied["n_images"], applied["n_fooled"]) == (3, fooled)
     assert applied["n_unseen"] == 1 and applied["unseen_fooling_ratio"] == data["heldout_fooling"]
+
+
+def test_holdout_is_a_count_or_a_fraction() -> None:
+    """--holdout's help says count or fraction, and both are taken: 0.2 of 28 is 6, 200 is 200."""
+    from commands.universal import _holdout, holdout_count
+
+    assert holdout_count(_holdout("0.2"), 28) == 6 and holdout_count(_holdout("200"), 999) == 200
+    assert holdout_count(None, 28) is None and holdout_count(_holdout("0"), 28) == 0

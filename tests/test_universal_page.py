@@ -4,6 +4,7 @@ SGD run finishes with its fooling ratios, and a bad .npy upload is one error lin
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,30 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _shipped_meta() -> dict:
+    return json.loads((ROOT / "data/universal/efficientnet_lite0_linf10.json").read_text())
+
+
 def test_opens_on_the_shipped_perturbation_applied(opened: AppTest) -> None:
     at = opened
     assert not _errors(at)
     text = " ".join(m.value for m in at.markdown)
-    assert "shipped with the app" in text and "held-out fooling ratio 38% on 8 images" in text
-    assert "Held-out images on efficientnet_lite0: 3 of 8 change label" in text  # recounted, as in its JSON
+    meta = _shipped_meta()
+    here = meta["shipped_heldout"]
+    n = len(here["files"])
+    assert "shipped with the app" in text
+    assert f"held-out fooling ratio **{meta['heldout_fooling']:.0%}** of {meta['split']['n_heldout']} unseen" in text
+    assert (
+        f"**{meta['noise_heldout_fooling']:.0%}** for random" in text
+        and f"trained on {meta['split']['n_train']}" in text
+    )
+    status = f"measured here on {n} of them: **{here['heldout_fooling']:.0%}** vs noise"
+    assert status in text, text
+    # the cross-model row of the shipped v on its own model: the same figure, the same photos, the same function
+    heatmaps = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    cells = [t for f in heatmaps for t in f["data"] if t.get("type") == "heatmap"]
+    assert cells and cells[0]["text"][0][0] == f"{here['heldout_fooling']:.0%}", cells
+    assert "Held-out images on efficientnet_lite0:" in text
     captions = [c for img in at.get("image") for c in img.captions]
     assert any(c.startswith("Before:") for c in captions) and any(c.startswith("After:") for c in captions)
     assert any("amplified ×" in c for c in captions)
@@ -102,3 +121,23 @@ def test_attack_lab_adds_the_sessions_universal_perturbation() -> None:
     captions = [c for img in at.get("image") for c in img.captions]
     assert any(c.startswith("Before: umbrella") for c in captions), captions
     assert any(c.startswith("After:") for c in captions), captions
+
+
+def test_sidecar_heldout_figures_recompute_from_the_npy() -> None:
+    """The sidecar's figures on the shipped held-out photos recompute from the .npy by universal.evaluate, the split
+    is the 999 photos' with sizes, and v beats the same-L-inf noise control on photos it never saw."""
+    from experiments import universal
+    from models import load_model
+
+    meta = _shipped_meta()
+    split, here = meta["split"], meta["shipped_heldout"]
+    assert split["n_train"] + split["n_heldout"] == 999 and len(meta["heldout_images"]) == split["n_heldout"]
+    assert not set(meta["train_images"]) & set(meta["heldout_images"])
+    assert meta["heldout_fooling"] >= meta["noise_heldout_fooling"] + 0.3
+    v, _ = universal.load_perturbation(ROOT / "data/universal/efficientnet_lite0_linf10.npy")
+    assert v.shape == (3, 224, 224) and float(v.abs().max()) <= 10 / 255 + 1e-4
+    _, photos = universal.load_image_set(str(ROOT / "data/universal/heldout"))
+    model = load_model(meta["model"])
+    assert universal.evaluate(model, photos, v) == here["heldout_fooling"]
+    noise = universal.sign_noise(v.shape, 10.0, meta["noise_control"]["seed"])
+    assert universal.evaluate(model, photos, noise) == here["noise_heldout_fooling"]
