@@ -1,6 +1,7 @@
 """`cli.py report`: a sweep database read as the seeds' figures (experiments.susceptibility): the success rate per
 distortion cap (Robinson & Graham's 98.7% at RMS 0.01), the modify/mimic summary of seed 000 and the WordNet group
-table. Per-class rates count a success at the paper's cap (or the study's own, when lower)."""
+table. Per-class rates count a success at the paper's cap (or the study's own, when lower); the curve stops at the
+study's cap, and rankings break rate ties by the mean RMS of the successes."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _rms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def run(args: argparse.Namespace) -> int:
     from experiments import susceptibility as sus
     from experiments.sweep_store import SweepStore
@@ -36,7 +41,14 @@ def run(args: argparse.Namespace) -> int:
         "db": args.db,
         "study": params,
         "cap": cap,
-        **sus.report(rows, IMAGENET_CATEGORIES, class_group=class_group, groups=groups, cap=cap),
+        **sus.report(
+            rows,
+            IMAGENET_CATEGORIES,
+            class_group=class_group,
+            groups=groups,
+            cap=cap,
+            study_cap=float(params["max_rms"]),
+        ),
     }
     s = data["summary"]
     lines = [title, f"{s['rows']} rows, {s['images']} images, {s['seconds']:.0f} s of attack time"]
@@ -44,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     for point in data["success_by_cap"]:
         mark = "  <- the paper's cap" if point["cap"] == sus.PAPER_CAP else ""
         lines.append(f"  rms <= {point['cap']:<7g} {point['rate']:7.1%}{mark}")
+    if not data["paper_cap_within_study"]:
+        lines.append(
+            f"  (the paper's cap {sus.PAPER_CAP} is beyond this study's cap {params['max_rms']:g}: not reported)"
+        )
     mean_rms = "-" if s["mean_rms_successful"] is None else f"{s['mean_rms_successful']:.5f}"
     lines.append(
         f"at rms <= {cap:g}: success {_pct(s['success_rate'])}, mean rms of successes {mean_rms} "
@@ -53,9 +69,18 @@ def run(args: argparse.Namespace) -> int:
         f"median modify rate {_pct(s['median_modify_rate'])}, median mimic rate {_pct(s['median_mimic_rate'])} "
         f"(seed 000: {sus.SEED_MEDIAN_MODIFY:.0%})"
     )
-    for key in ("easiest_to_modify", "hardest_to_modify", "easiest_to_mimic", "hardest_to_mimic"):
-        named = "; ".join(f"{c['name']} {c['rate']:.0%} (n={c['n']})" for c in data[key])
-        lines.append(f"{key.replace('_', ' ')}: {named}")
+    for side in ("modify", "mimic"):
+        t = data[f"{side}_ties"]
+        if t["at_top"] > 1 or t["at_bottom"] > 1:
+            lines.append(
+                f"{t['at_top']} classes tie at the highest {side} rate ({_pct(t['top_rate'])}), {t['at_bottom']} at "
+                f"the lowest ({_pct(t['bottom_rate'])}); ties ranked by the mean RMS of their successes"
+            )
+        for key in (f"easiest_to_{side}", f"hardest_to_{side}"):
+            named = "; ".join(
+                f"{c['name']} {_pct(c['rate'])} (n={c['n']}, mean rms {_rms(c['mean_rms'])})" for c in data[key]
+            )
+            lines.append(f"{key.replace('_', ' ')}: {named}")
     lines.append(f"{'WordNet group':<24} {'classes':>7} {'modify':>8} {'rows':>5} {'mimic':>8} {'rows':>5}")
     for g in data["groups"]:
         lines.append(

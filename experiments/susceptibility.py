@@ -1,7 +1,10 @@
 """Reading a sweep's rows as the seeds' figures: pure functions, no model, no Streamlit.
 
 * Robinson & Graham (2015, sec. 3.1): the share of (image, target) pairs relabelled at RMS distortion <= 0.01
-  (98.7% on GoogLeNet), here for every cap from 0.001 to 0.03: success at cap c = verified success and rms <= c.
+  (98.7% on GoogLeNet), here for every cap from 0.001 up to the study's own cap (caps_within): success at cap c =
+  verified success and rms <= c. Exact below the study's cap as a count of what the attack found: a study stops each
+  pair at its first success on the 8-bit image (CW keeps its least distorted one), so a row's RMS is the smallest
+  successful RMS on its path, whether or not RMS grows monotonically along it.
 * Seed 000: per source class the "modify rate" (share of its rows that succeed, toward any target), per target class
   the "mimic rate" (share of rows toward it that succeed, from any source), their medians (85%), the easiest and
   hardest classes, the modify-vs-mimic scatter, and the same by WordNet super-category (data/class_groups.json,
@@ -59,8 +62,18 @@ def _rate(rows: Sequence[Row], cap: float | None) -> Rate:
     return Rate(sum(succeeded(r, cap) for r in rows) / len(rows) if rows else 0.0, len(rows))
 
 
-def success_by_cap(rows: Sequence[Row], caps: Iterable[float] = CAPS) -> list[tuple[float, float]]:
-    """(cap, share of all rows that succeed with rms <= cap) for each cap: the paper's 98.7% is the 0.01 point."""
+def caps_within(study_cap: float) -> tuple[float, ...]:
+    """The curve's caps a study can speak for: those of CAPS up to its own cap, and its cap itself.
+
+    Why: a row stores only a success within the study's cap, so above that cap every point would repeat the last
+    one (a study at 0.005 printed 66.7% at every cap up to 0.03, the paper's 0.01 included).
+    """
+    caps = [c for c in CAPS if c <= study_cap]
+    return tuple(caps if caps and caps[-1] == study_cap else [*caps, float(study_cap)])
+
+
+def success_by_cap(rows: Sequence[Row], caps: Iterable[float]) -> list[tuple[float, float]]:
+    """(cap, share of all rows that succeed with rms <= cap) for each cap (see caps_within)."""
     return [(cap, _rate(rows, cap).rate) for cap in caps]
 
 
@@ -81,10 +94,46 @@ def mimic_rates(rows: Iterable[Row], cap: float | None = None) -> dict[int, Rate
     return _by(rows, "target", cap)
 
 
-def ranked(rates: dict[Any, Rate], k: int = 5) -> tuple[list[tuple[Any, Rate]], list[tuple[Any, Rate]]]:
-    """(easiest k, hardest k): highest rates first / lowest first; ties by key, so the order is stable."""
-    items = sorted(rates.items(), key=lambda kv: (-kv[1].rate, kv[0]))
-    return items[:k], sorted(rates.items(), key=lambda kv: (kv[1].rate, kv[0]))[:k]
+def mean_rms_of_successes(rows: Iterable[Row], key: str, cap: float | None = None) -> dict[Any, float]:
+    """Per class (key "source" or "target"): the mean RMS of its successful rows within the cap; inf where none.
+
+    The finer measure that ranks classes tied on their rate: among classes all relabelled every time, the one whose
+    pairs needed the least change is the easiest.
+    """
+    total: dict[Any, list[float]] = defaultdict(list)
+    for r in rows:
+        total.setdefault(getattr(r, key), [])
+        if succeeded(r, cap):
+            total[getattr(r, key)].append(r.rms)
+    return {c: statistics.fmean(v) if v else float("inf") for c, v in total.items()}
+
+
+def ranked(
+    rates: dict[Any, Rate], k: int = 5, finer: dict[Any, float] | None = None
+) -> tuple[list[tuple[Any, Rate]], list[tuple[Any, Rate]]]:
+    """(easiest k, hardest k): highest rate first / lowest first; a tie on the rate is broken by `finer` (mean RMS
+    of the successes: less is easier), then by class index. The hardest list never repeats a class of the easiest
+    (when every class ties, a class index order would otherwise show the same classes under both)."""
+    fine = finer or {}
+    easiest = sorted(rates.items(), key=lambda kv: (-kv[1].rate, fine.get(kv[0], 0.0), kv[0]))[:k]
+    shown = {c for c, _ in easiest}
+    rest = [kv for kv in rates.items() if kv[0] not in shown]
+    hardest = sorted(rest, key=lambda kv: (kv[1].rate, -fine.get(kv[0], 0.0), kv[0]))[:k]
+    return easiest, hardest
+
+
+def ties(rates: dict[Any, Rate]) -> dict[str, Any]:
+    """How many classes share the highest and the lowest rate: what a ranked list must say beside it."""
+    values = [v.rate for v in rates.values()]
+    if not values:
+        return {"top_rate": None, "at_top": 0, "bottom_rate": None, "at_bottom": 0}
+    top, bottom = max(values), min(values)
+    return {
+        "top_rate": top,
+        "at_top": sum(v == top for v in values),
+        "bottom_rate": bottom,
+        "at_bottom": sum(v == bottom for v in values),
+    }
 
 
 def modify_vs_mimic(rows: Sequence[Row], cap: float | None = None) -> list[tuple[int, float, float]]:
@@ -154,23 +203,41 @@ def report(
     class_group: dict[int, str] | None = None,
     groups: Sequence[str] | None = None,
     cap: float | None = None,
+    study_cap: float,
     k: int = 5,
 ) -> dict[str, Any]:
-    """Everything `cli.py report --json` prints, as plain JSON-able values (class names beside indices)."""
+    """Everything `cli.py report --json` prints, as plain JSON-able values (class names beside indices).
 
-    def named(items: list[tuple[int, Rate]]) -> list[dict[str, Any]]:
-        return [{"class": c, "name": categories[c], "rate": v.rate, "n": v.n} for c, v in items]
+    `study_cap`: the RMS cap the study was swept with; the curve stops there (see caps_within). Rankings break rate
+    ties by the mean RMS of the successes and say how many classes share the top and the bottom rate.
+    """
+    mean_rms = {
+        "source": mean_rms_of_successes(rows, "source", cap),
+        "target": mean_rms_of_successes(rows, "target", cap),
+    }
+
+    def named(items: list[tuple[int, Rate]], key: str) -> list[dict[str, Any]]:
+        def finite(v: float) -> float | None:
+            return None if v == float("inf") else v
+
+        return [
+            {"class": c, "name": categories[c], "rate": v.rate, "n": v.n, "mean_rms": finite(mean_rms[key][c])}
+            for c, v in items
+        ]
 
     modify, mimic = modify_rates(rows, cap), mimic_rates(rows, cap)
-    easy_modify, hard_modify = ranked(modify, k)
-    easy_mimic, hard_mimic = ranked(mimic, k)
+    easy_modify, hard_modify = ranked(modify, k, mean_rms["source"])
+    easy_mimic, hard_mimic = ranked(mimic, k, mean_rms["target"])
     out: dict[str, Any] = {
         "summary": summary(rows, cap),
-        "success_by_cap": [{"cap": c, "rate": r} for c, r in success_by_cap(rows)],
-        "easiest_to_modify": named(easy_modify),
-        "hardest_to_modify": named(hard_modify),
-        "easiest_to_mimic": named(easy_mimic),
-        "hardest_to_mimic": named(hard_mimic),
+        "success_by_cap": [{"cap": c, "rate": r} for c, r in success_by_cap(rows, caps_within(study_cap))],
+        "paper_cap_within_study": PAPER_CAP <= study_cap,
+        "easiest_to_modify": named(easy_modify, "source"),
+        "hardest_to_modify": named(hard_modify, "source"),
+        "easiest_to_mimic": named(easy_mimic, "target"),
+        "hardest_to_mimic": named(hard_mimic, "target"),
+        "modify_ties": ties(modify),
+        "mimic_ties": ties(mimic),
     }
     if class_group is not None:
         order = list(groups) if groups is not None else sorted(set(class_group.values()))

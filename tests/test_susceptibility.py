@@ -6,8 +6,10 @@ import pytest
 
 from experiments.susceptibility import (
     Rate,
+    caps_within,
     group_matrix,
     group_rates,
+    mean_rms_of_successes,
     mimic_rates,
     modify_rates,
     modify_vs_mimic,
@@ -15,6 +17,7 @@ from experiments.susceptibility import (
     report,
     success_by_cap,
     summary,
+    ties,
 )
 from experiments.sweep_store import Row
 
@@ -42,7 +45,9 @@ def test_modify_and_mimic_rates_and_their_extremes():
     assert mimic_rates(ROWS) == {0: Rate(0.5, 2), 1: Rate(1.0, 2), 2: Rate(0.5, 2)}
     assert modify_rates(ROWS, cap=0.005) == {0: Rate(0.5, 2), 1: Rate(0.5, 2), 2: Rate(0.0, 2)}
     easiest, hardest = ranked(modify_rates(ROWS), k=2)
-    assert [c for c, _ in easiest] == [0, 1] and [c for c, _ in hardest] == [1, 2]  # ties broken by class
+    # Ties broken by class index when no finer measure is given; the hardest list no longer repeats class 1 of the
+    # easiest (issue 17 item 3: with every class tied the two lists showed the same classes).
+    assert [c for c, _ in easiest] == [0, 1] and [c for c, _ in hardest] == [2]
     assert modify_vs_mimic(ROWS) == [(0, 1.0, 0.5), (1, 0.5, 1.0), (2, 0.5, 0.5)]
 
 
@@ -68,13 +73,47 @@ def test_groups_table_and_matrix():
 def test_report_is_plain_json_with_names():
     import json
 
-    out = report(ROWS, NAMES, class_group=GROUP, groups=["cloth", "pet", "fish"], k=1)
-    json.dumps(out)
-    assert out["easiest_to_modify"] == [{"class": 0, "name": "cat", "rate": 1.0, "n": 2}]
-    assert out["hardest_to_mimic"][0]["name"] == "cat"
+    out = report(ROWS, NAMES, class_group=GROUP, groups=["cloth", "pet", "fish"], k=1, study_cap=0.03)
+    json.dumps(out, allow_nan=False)
+    mean_rms_cat = (0.002 + 0.008) / 2
+    assert out["easiest_to_modify"] == [{"class": 0, "name": "cat", "rate": 1.0, "n": 2, "mean_rms": mean_rms_cat}]
+    # cat and towel tie at 50% mimic; towel's one success needed more change (0.008 vs 0.004): the harder one
+    assert out["hardest_to_mimic"][0]["name"] == "towel"
     assert [g["group"] for g in out["groups"]] == ["cloth", "pet"]  # file order, groups without rows left out
     assert out["group_matrix"] == {"groups": ["cloth", "pet"], "rates": [[None, 0.5], [0.5, 1.0]]}
     assert [p["cap"] for p in out["success_by_cap"]][:2] == [0.001, 0.002]
-    only_toward_cloth = report([r for r in ROWS if r.target == 2], NAMES, class_group=GROUP)
+    only_toward_cloth = report([r for r in ROWS if r.target == 2], NAMES, class_group=GROUP, study_cap=0.03)
     cloth = next(g for g in only_toward_cloth["groups"] if g["group"] == "cloth")
     assert cloth["modify"] is None and cloth["modify_n"] == 0 and cloth["mimic"] == 0.5  # no rows: no rate
+
+
+def test_the_curve_stops_at_the_studys_own_cap():
+    """Regression (issue 17 item 2): a study swept with --max-rms 0.005 printed its last rate at every cap up to
+    0.03, the paper's 0.01 included. Only caps the study tried are reported, and it says when 0.01 is beyond them."""
+    capped = [r for r in ROWS if r.rms <= 0.005]  # what a 0.005 study could have stored as successes
+    out = report(capped, NAMES, study_cap=0.005)
+    assert [p["cap"] for p in out["success_by_cap"]] == [0.001, 0.002, 0.003, 0.004, 0.005]
+    assert out["paper_cap_within_study"] is False
+    assert caps_within(0.006)[-2:] == (0.005, 0.006)  # a cap between the curve's points ends it
+    assert report(ROWS, NAMES, study_cap=0.03)["paper_cap_within_study"] is True
+
+
+def test_tied_rates_are_ranked_by_the_mean_rms_of_their_successes():
+    """Regression (issue 17 item 3): 652 classes tied at 100% mimic and "easiest" was the first class indices.
+    A tie on the rate is now broken by the mean RMS of the successes (less change: easier), and the count of
+    tied classes is reported."""
+    rows = [
+        Row("a", 0, 5, True, 3, 0.004, 0.01, 0.9, 5, 0.1),
+        Row("b", 1, 6, True, 3, 0.001, 0.01, 0.9, 6, 0.1),
+        Row("c", 2, 7, True, 3, 0.002, 0.01, 0.9, 7, 0.1),
+        Row("d", 3, 8, False, 9, 0.010, 0.03, 0.1, 3, 0.1),
+    ]
+    rates = modify_rates(rows)
+    easiest, hardest = ranked(rates, 2, mean_rms_of_successes(rows, "source"))
+    assert [c for c, _ in easiest] == [1, 2]  # both at 100%: the smaller RMS first, not the smaller index
+    assert [c for c, _ in hardest] == [3, 0]  # 0% first, then the tied class that needed the most change
+    assert ties(rates) == {"top_rate": 1.0, "at_top": 3, "bottom_rate": 0.0, "at_bottom": 1}
+    names = tuple(f"c{i}" for i in range(10))
+    out = report(rows, names, study_cap=0.01, k=2)
+    assert [c["class"] for c in out["easiest_to_modify"]] == [1, 2] and out["modify_ties"]["at_top"] == 3
+    assert out["hardest_to_modify"][0]["mean_rms"] is None  # no success: no mean RMS (JSON null, not inf)

@@ -27,7 +27,7 @@ def _page() -> AppTest:
 
 def test_opens_on_the_shipped_study_with_the_rate_at_the_papers_cap() -> None:
     with SweepStore.read(ROOT / "data" / "study" / "lite0_samples.sqlite") as store:
-        rate = dict(success_by_cap(store.rows()))[PAPER_CAP]
+        rate = dict(success_by_cap(store.rows(), [PAPER_CAP]))[PAPER_CAP]
     at = _page()
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value == "Susceptibility study"

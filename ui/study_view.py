@@ -98,11 +98,12 @@ def _layout(title: str, x: str, y: str, height: int = 320, **extra: Any) -> dict
     }
 
 
-def success_curve(rows: Sequence[Row], cap: float | None = None) -> dict[str, Any]:
-    """Share of pairs relabelled within each RMS cap, with the paper's 98.7% at 0.01 marked (and the cap the
-    figures below count at, when another)."""
-    caps, rates = zip(*sus.success_by_cap(rows), strict=True)
-    ours = dict(zip(caps, rates, strict=True))[sus.PAPER_CAP]
+def success_curve(rows: Sequence[Row], study_cap: float, cap: float | None = None) -> dict[str, Any]:
+    """Share of pairs relabelled within each RMS cap up to the study's own (sus.caps_within), with the paper's 98.7%
+    at 0.01 marked (and the cap the figures below count at, when another). A study capped below 0.01 says so in the
+    title instead of drawing points it never tried."""
+    caps, rates = zip(*sus.success_by_cap(rows, sus.caps_within(study_cap)), strict=True)
+    ours = dict(zip(caps, rates, strict=True)).get(sus.PAPER_CAP)
     fig = figures.lines(
         caps,
         {"this study": rates},
@@ -134,9 +135,19 @@ def success_curve(rows: Sequence[Row], cap: float | None = None) -> dict[str, An
             "line": {"dash": "dot", "color": figures.OTHER_COLOUR},
         }
     ]
-    fig["layout"]["annotations"] = [
-        {"x": sus.PAPER_CAP, "y": ours, "text": f"here {ours:.1%}", "showarrow": True, "ax": 60, "ay": 60}
-    ]
+    fig["layout"]["annotations"] = (
+        [{"x": sus.PAPER_CAP, "y": ours, "text": f"here {ours:.1%}", "showarrow": True, "ax": 60, "ay": 60}]
+        if ours is not None
+        else [
+            {
+                "x": sus.PAPER_CAP,
+                "y": 0.5,
+                "text": f"this study stops at {study_cap:g}",
+                "showarrow": False,
+                "xanchor": "right",
+            }
+        ]
+    )
     if cap is not None and cap != sus.PAPER_CAP:
         mine = sus.summary(rows, cap)["success_rate"]
         line = {"type": "line", "x0": cap, "x1": cap, "y0": 0, "y1": 1.05, "line": {"color": figures.SOURCE_COLOUR}}
@@ -284,8 +295,14 @@ def ranked_classes(
 ) -> None:
     """Easiest and hardest classes, each with the thumbnail of one of its pairs' images: for a source class an image
     of that class; for a target class the image of another class that became it (easiest) or did not (hardest)."""
-    easiest, hardest = sus.ranked(rates, 3)
+    easiest, hardest = sus.ranked(rates, 3, sus.mean_rms_of_successes(rows, key, cap))
     st.markdown(f"**{title}**")
+    t = sus.ties(rates)
+    if t["at_top"] > 3:
+        st.caption(
+            f"{t['at_top']} classes tie at {pct(t['top_rate'])}: among them the easiest needed the least change "
+            "(mean RMS of their successes)."
+        )
     for label, items in (("easiest", easiest), ("hardest", hardest)):
         cols = st.columns(3)
         for col, (c, rate) in zip(cols, items, strict=False):
@@ -418,7 +435,9 @@ def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
     cols[1].metric("Mean RMS of successes", mean_rms, help=f"paper: {sus.PAPER_MEAN_RMS} on GoogLeNet")
     cols[2].metric("Median modify rate", pct(s["median_modify_rate"]), help="seed 000: 85%")
     cols[3].metric("Median mimic rate", pct(s["median_mimic_rate"]))
-    st.plotly_chart(success_curve(rows, cap), key=f"{key}.curve", config={"displayModeBar": False})
+    st.plotly_chart(
+        success_curve(rows, float(params["max_rms"]), cap), key=f"{key}.curve", config={"displayModeBar": False}
+    )
     modify, mimic = sus.modify_rates(rows, cap), sus.mimic_rates(rows, cap)
     left, right = st.columns(2)
     left.plotly_chart(histogram(modify, "modify"), key=f"{key}.hmod", config={"displayModeBar": False})
@@ -438,7 +457,9 @@ def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
     event = st.plotly_chart(figure, key=f"{key}.scatter", on_select="rerun", selection_mode="points")
     _examples(params, rows, _picked(event), f"{key}.exs", cap)
     groups, class_group = sus.load_class_groups()
-    data = sus.report(rows, IMAGENET_CATEGORIES, class_group=class_group, groups=groups, cap=cap)
+    data = sus.report(
+        rows, IMAGENET_CATEGORIES, class_group=class_group, groups=groups, cap=cap, study_cap=float(params["max_rms"])
+    )
     st.dataframe(group_table(data["groups"]), hide_index=True, column_config=GROUP_COLUMNS)
     names, matrix = data["group_matrix"]["groups"], data["group_matrix"]["rates"]
     src = [i for i, line in enumerate(matrix) if any(v is not None for v in line)]
@@ -512,6 +533,7 @@ def live(slot: Any, data: dict[str, Any]) -> Any:
                 progress.done / max(progress.total, 1), text=f"{progress.stage}: {progress.done}/{progress.total}"
             )
             if progress.stage == "attack" and "db" in data:
-                widgets.chart(st, success_curve(read(data["db"])[1]))
+                params, rows = read(data["db"])
+                widgets.chart(st, success_curve(rows, float(params["max_rms"])))
 
     return paint
