@@ -269,6 +269,7 @@ def attack_targets(
     attacked: nn.Module | None = None,
     judge: nn.Module | None = None,
     seed: int = 0,
+    seed_keys: tuple[object, ...] = (),
     chunk: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_step: Callable[[Step], None] | None = None,
@@ -282,6 +283,8 @@ def attack_targets(
     may stop (an EOT attack stops when its fixed-view estimate of the expectation is met, see EOT(fixed=True));
     the verdict is still the plain model's on the saved image. `original` must already be the model input (see
     Classifier.preprocess). `progress(done, total)` is called after each chunk, `on_step(step)` at every Step.
+    Each target's random draws come from `sample_seed(seed, *seed_keys, target)` (a study passes its image id), so
+    a result never depends on the chunk it ran in.
     """
     confidence = CONFIDENCE.validate(confidence)
     goals: list[int | None] = list(targets) if targets else [None]
@@ -303,7 +306,7 @@ def attack_targets(
         tgt = None if part[0] is None else torch.tensor(part, device=model.device, dtype=torch.long)
         goal = Goal(src, tgt, confidence)
         start = time.perf_counter()
-        seeds = [sample_seed(seed, t) for t in part]
+        seeds = [sample_seed(seed, *seed_keys, t) for t in part]
         end = run_batch(attack, model, x, goal, seeds=seeds, attacked=attacked, judge=judge, on_step=on_step)
         seconds = (time.perf_counter() - start) / n  # batch time shared equally
         x_adv = end.x_adv  # (n, 3, H, W)

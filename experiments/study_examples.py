@@ -58,7 +58,13 @@ def recompute(model: nn.Module, params: dict[str, Any], image_id: str, target: i
     item = _item(image_set, image_id)
     original = Image.fromarray(load_input(image_set, item, model))  # the 8-bit model input the sweep attacked
     [result] = attack_targets(
-        model, original, study.make_attack(), [target], confidence=study.confidence, seed=study.seed
+        model,
+        original,
+        study.make_attack(),
+        [target],
+        confidence=study.confidence,
+        seed=study.seed,
+        seed_keys=(image_id,),  # the sweep's seed for this pair (experiments.sweep.run_unit)
     )
     verdict = result.verdict
     return Example(

@@ -28,8 +28,8 @@ from PIL import Image
 from torch import nn
 
 from attacks import DEFAULT_ATTACK, Attack, AttackError, Goal, make_attack
-from attacks.metrics import linf, quantize, rms
-from attacks.runner import default_chunk
+from attacks.metrics import linf, rms
+from attacks.runner import default_chunk, run_batch, sample_seed
 from experiments.common import check_number
 from experiments.imagesets import ImageSet, Screened, Selection, choose, load_input, ordered, screen
 from experiments.sweep_store import Row, SweepStore
@@ -159,23 +159,17 @@ def run_unit(
     source = torch.tensor([s for _, s, _ in unit.pairs], device=device)  # (N,)
     target = torch.tensor([t for _, _, t in unit.pairs], device=device)  # (N,)
     start = time.perf_counter()
-    finished = torch.full((len(ids),), -1, dtype=torch.long)  # (N,) step at which each sample stopped
-    last = None
     goal = Goal(source, target, study.confidence)
-    judge = model if attacked is not None else None
-    for step in attack.run(model if attacked is None else attacked, x0, goal, seed=study.seed, judge=judge):
-        newly = step.done.cpu() & (finished < 0)
-        finished[newly] = step.index
-        last = step
-    if last is None:
-        raise AttackError(f"attack {attack.name} yielded no step")
-    x_adv = quantize(last.x_adv)  # (N, 3, H, W) the images as saved
+    seeds = [sample_seed(study.seed, image_id, t) for image_id, _, t in unit.pairs]  # a row never depends on its unit
+    end = run_batch(attack, model, x0, goal, seeds=seeds, attacked=attacked)
+    finished = end.stopped_at  # (N,) step at which each sample stopped
+    x_adv = end.x_adv  # (N, 3, H, W) the images as saved
     with torch.inference_mode():
         probs = model(x_adv).softmax(dim=1)  # (N, K) the plain model on the 8-bit images
     top = probs.argmax(dim=1)  # (N,)
     p_target = probs.gather(1, target[:, None])[:, 0]  # (N,)
     distortion, largest = rms(x_adv, x0), linf(x_adv, x0)  # (N,) each
-    success = (top == target) & (p_target >= study.confidence) & (distortion <= study.max_rms)  # (N,)
+    success = goal.met(probs) & (distortion <= study.max_rms)  # (N,) the one rule (Goal.met) within the cap
     seconds = (time.perf_counter() - start) / len(ids)
     return [
         Row(

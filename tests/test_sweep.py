@@ -97,6 +97,33 @@ def test_rows_agree_with_the_attack_runner(model, one_thread):
     assert [r.final_class for r in rows] == [a.verdict.index for a in results]
 
 
+def test_random_start_rows_do_not_depend_on_the_unit(model, tmp_path, one_thread):
+    """Regression (issue 17 item 6): PGD's start noise was drawn for the whole batch, so a pair's row changed with
+    its place in a unit (chunk 2 vs 9 on this net: 45 of 45 rows differed). Each pair now draws from its own seed
+    (image id and target), and the runner's many-target run with the same seed keys gives the same row."""
+    study = tiny_study(model, attack="pgd", attack_params={"eps": 8.0, "step_size": 2.0, "steps": 8})
+    _, small = _sweep(model, tmp_path / "c2.db", study, chunk=2)
+    _, large = _sweep(model, tmp_path / "c9.db", study, chunk=9)
+    a, b = _key(small), _key(large)
+    # ids, targets, verdicts, iterations and final classes equal; floats to batched-sum rounding (1e-6)
+    assert [(r[0], r[2], r[3], r[4], r[8]) for r in a] == [(r[0], r[2], r[3], r[4], r[8]) for r in b]
+    assert [x for r in a for x in r[5:8]] == pytest.approx([x for r in b for x in r[5:8]], abs=1e-6)
+    image_set = tiny_image_set(model)
+    item = image_set.items[0]
+    mine = sorted((r for r in small if r.image_id == item.id), key=lambda r: r.target)
+    results = attack_targets(
+        model,
+        image_set.load(item),
+        study.make_attack(),
+        [r.target for r in mine],
+        confidence=study.confidence,
+        seed=study.seed,
+        seed_keys=(item.id,),
+    )
+    assert [r.iterations for r in mine] == [a.iterations for a in results]
+    assert [r.rms for r in mine] == pytest.approx([a.verdict.rms_distortion for a in results], abs=1e-6)
+
+
 class _Boasting(torch.nn.Module):
     """A stand-in for a faster attacked path that is wrong: it adds 100 to every target logit, so judged by itself
     every pair would succeed at step 0."""
