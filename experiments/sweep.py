@@ -189,8 +189,16 @@ def run_unit(
 
 
 def plan_pairs(chosen: Sequence[Screened], targets: Sequence[int]) -> list[tuple[str, int, int]]:
-    """Every (image id, source, target) of the study in order; an image is never attacked toward its own class."""
-    return [(c.image_id, c.source, t) for c in chosen if c.source is not None for t in targets if t != c.source]
+    """Every (image id, source, target) of the study in order; an image is never attacked toward its own class, nor
+    (a --keep-wrong image) toward the class the model already gives it: that pair would count as a success at step 0
+    with no change at all."""
+    return [
+        (c.image_id, c.source, t)
+        for c in chosen
+        if c.source is not None
+        for t in targets
+        if t != c.source and t != c.predicted
+    ]
 
 
 def iter_units(

@@ -23,6 +23,7 @@ from attacks.runner import attack_targets
 from experiments.imagesets import Selection
 from experiments.sweep import Study, iter_units, plan_pairs, run_sweep, run_unit
 from experiments.sweep_store import Row, StoreError, SweepStore
+from models import pil_to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "sweep_worker.py"
@@ -71,7 +72,11 @@ def test_keeping_wrong_images_attacks_them_from_their_true_label(model, tmp_path
     _, rows = _sweep(model, tmp_path / "b.db", study)
     wrong = [r for r in rows if r.image_id == "img5"]
     label = tiny_image_set(model).items[5].label
-    assert len(wrong) == 9 and {r.source for r in wrong} == {label}
+    predicted = int(model(pil_to_tensor(tiny_image_set(model).load(tiny_image_set(model).items[5]))).argmax())
+    assert {r.source for r in wrong} == {label} and predicted != label
+    # Regression (issue 17 item 11): the class the model already gives a wrong image is no target (it was a
+    # success at step 0 with no change): nine other classes less that one.
+    assert len(wrong) == 8 and predicted not in {r.target for r in wrong}
 
 
 def _one_image_unit(model):
