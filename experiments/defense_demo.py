@@ -41,8 +41,19 @@ def _goal(model: torch.nn.Module, x: torch.Tensor, targeted: bool, seed: int) ->
     return Goal(src, ((src.cpu() + torch.randint(1, k, (len(src),), generator=gen)) % k).to(x.device))
 
 
-def _attack(atk: Any, attacked: torch.nn.Module, x: torch.Tensor, goal: Goal, seed: int) -> torch.Tensor:
-    return torch.cat([adv for _, adv in attack_in_chunks(atk, attacked, x, goal, chunk=8, seed=seed)])
+def _attack(
+    atk: Any,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    goal: Goal,
+    seed: int,
+    *,
+    attacked: torch.nn.Module | None = None,
+    judge: torch.nn.Module | None = None,
+) -> torch.Tensor:
+    """The saved 8-bit adversarial images; gradients through `attacked`, stopping when `judge` is fooled."""
+    chunks = attack_in_chunks(atk, model, x, goal, chunk=8, seed=seed, attacked=attacked, judge=judge)
+    return torch.cat([adv for _, adv in chunks])
 
 
 def three_cases(
@@ -62,7 +73,8 @@ def three_cases(
     x = pil_to_tensor(image).to(model.device)  # (1, 3, S, S)
     goal = _goal(model, x, not atk.supports_untargeted, seed)
     bare = _attack(atk, model, x, goal, seed)  # (1, 3, S, S), the saved 8-bit image
-    adaptive = _attack(atk, d.attackable("adaptive", seed=seed + 1), x, goal, seed)  # (1, 3, S, S)
+    # the adaptive attacker stops when the defended classifier (the third case's judge) is fooled
+    adaptive = _attack(atk, model, x, goal, seed, attacked=d.attackable("adaptive", seed=seed + 1), judge=d)
     seen = bare if isinstance(d, ResizePadDefense) or defense == "ensemble" else d.transform(bare)  # (1, 3, S, S)
     cases = []
     for title, shown, judged, judge in (

@@ -23,7 +23,8 @@ Defense.attackable(mode="adaptive", *, samples=4, seed=0) -> nn.Module
     is: zero/obfuscated gradients), "adaptive" (the defense's own: BPDA, EOT or exact), "bpda", "eot"
 bit_depth(x, bits), median_filter(x, size), jpeg_batch(x, quality)   the transforms as functions
 labelled_set(name or folder, model) / labelled_samples(model) -> list[LabelledImage]   model inputs with true class
-attack_in_chunks(attack, model, x, goal, *, chunk, seed, on_step=None) -> Iterator[(done, 8-bit adversarial chunk)]
+attack_in_chunks(attack, model, x, goal, *, chunk, seed, keys=None, attacked=None, judge=None,
+                 on_step=None) -> Iterator[(done, 8-bit adversarial chunk)]   run_batch per chunk, per-image seeds
 evaluate_defenses(model, images=None, *, defenses=None, attack="relabel", attack_params=None, full_budget=False,
                   eot_samples=4, seed=0, chunk=8) -> Iterator[DefenseProgress]
     each progress carries the report so far (.report); the last one is complete. DefenseReport.to_json(), .table()
@@ -36,11 +37,13 @@ Lite0 such a full-budget perturbation already survives every transformation here
 Success on the bare model is judged by the plain model on the saved 8-bit image. Success against a defense is
 judged by the DEFENDED classifier on the saved 8-bit image: deterministic for JPEG/median/Gaussian/bits/ensemble
 (whose BPDA/exact forward is that classifier, so the adaptive attacker's first success is the judge's); for random
-resize-and-pad the defended prediction is the mean probability over `draws` fresh random draws (its forward), made
-with a generator the attacker's EOT never sees - an EOT attacker that stops when its own average is fooled may stop
-short of fooling the judge, which can only under-report the adaptive column. Rates against a defense count only
-images the defended model classifies correctly when clean (otherwise the defense, not the attack, did the damage);
-what the adaptive images do to the plain model is reported beside it.
+resize-and-pad the defended prediction is the mean probability over `draws` FIXED random views (its forward, like
+EOT(fixed=True) on the Robustness page; seeded by the run's seed + 7919, the same views at every call), drawn apart
+from the attacker's EOT, whose gradient averages `eot_samples` fresh views. Every adaptive attack stops when that
+defended classifier is fooled (run_batch's judge), so the row is one reproducible verdict per image from its seed,
+and the row states its number of views (judge_views). Random starts are per image (sample_seed(seed, image id)).
+Rates against a defense count only images the defended model classifies correctly when clean (otherwise the
+defense, not the attack, did the damage); what the adaptive images do to the plain model is reported beside it.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from attacks import Attack, AttackError, Goal, Param, Step, make_attack
-from attacks.metrics import quantize
+from attacks.runner import run_batch, sample_seed
 from experiments import robustness
 from experiments.common import check_number
 from experiments.synthesis import gaussian_blur
@@ -260,7 +263,11 @@ class ResizePadDefense(Defense):
     def __init__(self, model: nn.Module, *, seed: int = 0, **values: Any) -> None:
         super().__init__(model, **values)
         self.seed = seed
-        self._averaged = RandomTransformModel(model, self._draw, samples=int(self.hparams["draws"]), seed=seed)
+        # fixed=True: the same `draws` views of every image at every call, so the defended verdict on an image is
+        # one number (fresh views flipped an image between two calls) and a row is reproducible from its seed.
+        self._averaged = RandomTransformModel(
+            model, self._draw, samples=int(self.hparams["draws"]), seed=seed, fixed=True
+        )
 
     def _draw(self, x: Tensor, gen: torch.Generator) -> Tensor:
         return resize_pad(x, gen, prob=1.0, low=1.0 / self.hparams["max_scale"])  # (M, 3, H, W)
@@ -270,7 +277,7 @@ class ResizePadDefense(Defense):
         return self._draw(x, self._averaged.generator)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(N,K) log of the mean probability over `draws` fresh random draws."""
+        """(N,K) log of the mean probability over the defense's `draws` fixed random views (seeded by `seed`)."""
         return self._averaged(x)
 
     def _eot(self, samples: int, seed: int) -> nn.Module:
@@ -392,6 +399,8 @@ class DefenseRow:
     adaptive_fooled: int | None  # the defended model on the adaptive attacker's image (over clean_correct)
     adaptive_fooled_plain: int | None  # the plain model on the adaptive attacker's image (over `images`); None: not run
     seconds: float
+    #: random defenses: the fixed views the defended verdict averages; None: a deterministic defense
+    judge_views: int | None = None
 
     @staticmethod
     def _rate(k: int | None, n: int) -> float | None:
@@ -426,6 +435,7 @@ class DefenseRow:
             "adaptive_success_rate": self.adaptive_rate,
             "adaptive_fooled_plain": self.adaptive_fooled_plain,
             "seconds": self.seconds,
+            "judge_views": self.judge_views,
         }
 
 
@@ -466,6 +476,7 @@ class DefenseReport:
                 f"{(r.defense + (' ' + params if params else '')):<28} {r.clean_correct:>4}/{r.images:<5}"
                 f" {r.bare_fooled:>3}/{r.images:<4} {r.nonadaptive_fooled:>4}/{r.clean_correct:<5}"
                 f" {_count(r.adaptive_fooled, r.clean_correct)}  {r.adaptive_method}"
+                + (f", judged on {r.judge_views} fixed views" if r.judge_views else "")
             )
         return "\n".join(lines)
 
@@ -496,20 +507,27 @@ def attack_in_chunks(
     *,
     chunk: int,
     seed: int,
+    keys: Sequence[object] | None = None,
+    attacked: nn.Module | None = None,
+    judge: nn.Module | None = None,
     on_step: Callable[[Step], None] | None = None,
 ) -> Iterator[tuple[int, Tensor]]:
-    """Run `attack` on x (N,3,H,W) in chunks of `chunk` images; yield (images done so far, the chunk's saved 8-bit
-    adversarial images). Chunk j uses seed + j, so a run is reproducible whatever consumes it."""
-    for j, lo in enumerate(range(0, len(x), chunk)):
+    """Run `attack` on x (N,3,H,W) in chunks of `chunk` images through attacks.runner.run_batch; yield (images done
+    so far, the chunk's saved 8-bit adversarial images).
+
+    Sample i's random start comes from sample_seed(seed, keys[i]) (keys: default the index in x), so a sample's
+    image never depends on the chunk it falls in. `model` judges early stopping unless `judge` is given; the
+    gradient flows through `attacked` when given (see run_batch)."""
+    keys = list(range(len(x))) if keys is None else list(keys)
+    if len(keys) != len(x):
+        raise AttackError(f"{len(keys)} keys for {len(x)} images")
+    for lo in range(0, len(x), chunk):
         idx = torch.arange(lo, min(lo + chunk, len(x)), device=x.device)
-        last = None
-        for step in attack.run(model, x[idx], goal.subset(idx), seed=seed + j):
-            last = step
-            if on_step is not None:
-                on_step(step)  # a page's yield point (Stop within one step) and its progress
-        if last is None:
-            raise AttackError(f"attack {attack.name} yielded no step")
-        yield int(idx[-1]) + 1, quantize(last.x_adv)  # (n, 3, H, W)
+        seeds = [sample_seed(seed, keys[i]) for i in idx.tolist()]
+        finished = run_batch(
+            attack, model, x[idx], goal.subset(idx), seeds=seeds, attacked=attacked, judge=judge, on_step=on_step
+        )
+        yield int(idx[-1]) + 1, finished.x_adv  # (n, 3, H, W)
 
 
 def evaluate_defenses(
@@ -557,12 +575,13 @@ def evaluate_defenses(
     n = len(x0)
     if n == 0:
         raise AttackError(f"the model classifies none of the {len(images)} labelled images correctly")
+    ids = [im.id for im, ok in zip(images, correct.tolist(), strict=True) if ok]  # the attacked images' keys
     targeted = not atk.supports_untargeted
     target = None
-    if targeted:
-        gen = torch.Generator().manual_seed(seed)
+    if targeted:  # per image from its id, so an image's target does not depend on which others are in the set
         k = len(model.categories)
-        target = ((labels.cpu() + torch.randint(1, k, (n,), generator=gen)) % k).to(device)  # never the label
+        offsets = torch.tensor([1 + sample_seed(seed, i, "target") % (k - 1) for i in ids])  # (N,) in 1..k-1
+        target = ((labels.cpu() + offsets) % k).to(device)  # never the label
     goal = Goal(labels, target)
     report = DefenseReport(
         model=getattr(model, "name", type(model).__name__),
@@ -578,14 +597,19 @@ def evaluate_defenses(
     total = n_chunks * (1 + len(built)) if adaptive else n_chunks + len(built)
     done = 0
 
-    def run_attack(attacked: nn.Module, stage: str) -> Iterator[tuple[Tensor, DefenseProgress]]:
+    def run_attack(
+        attacked: nn.Module | None, judge: nn.Module | None, stage: str
+    ) -> Iterator[tuple[Tensor, DefenseProgress]]:
         nonlocal done
-        for _, x_adv in attack_in_chunks(atk, attacked, x0, goal, chunk=chunk, seed=seed, on_step=on_step):
+        chunks = attack_in_chunks(
+            atk, model, x0, goal, chunk=chunk, seed=seed, keys=ids, attacked=attacked, judge=judge, on_step=on_step
+        )
+        for _, x_adv in chunks:
             done += 1
             yield x_adv, DefenseProgress(stage, done, total, report)  # the saved 8-bit images
 
     parts = []
-    for x_adv, progress in run_attack(model, "attack the bare model"):
+    for x_adv, progress in run_attack(None, None, "attack the bare model"):
         parts.append(x_adv)
         yield progress
     bare_adv = torch.cat(parts)  # (N, 3, S, S)
@@ -598,7 +622,9 @@ def evaluate_defenses(
         if adaptive:
             attacked = defense.attackable("adaptive", samples=eot_samples, seed=seed + 1)
             parts = []
-            for x_adv, progress in run_attack(attacked, f"adaptive attack on {name}"):
+            # stops when the defended classifier itself is fooled (for resize-and-pad: its fixed views, not the
+            # attacker's fresh EOT draws), so the attacker's first success is the verdict's
+            for x_adv, progress in run_attack(attacked, defense, f"adaptive attack on {name}"):
                 parts.append(x_adv)
                 if len(parts) < n_chunks:
                     yield progress
@@ -623,6 +649,7 @@ def evaluate_defenses(
                 adaptive_fooled=ad,
                 adaptive_fooled_plain=ad_plain,
                 seconds=time.perf_counter() - start,
+                judge_views=int(defense.hparams["draws"]) if isinstance(defense, ResizePadDefense) else None,
             )
         )
         yield progress

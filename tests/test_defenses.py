@@ -226,3 +226,46 @@ def test_adaptive_attack_beats_the_nonadaptive_one_on_lite0() -> None:
     for row in report.rows:
         assert row.clean_correct >= 4
         assert row.adaptive_fooled > row.nonadaptive_fooled, row
+
+
+def test_resize_pad_verdict_is_one_number_on_fixed_views() -> None:
+    """Issue 17 item 5: the defended judge drew fresh views at every call, so one image could flip between two
+    calls. Now its forward averages `draws` fixed views: the same probabilities at every call and in any batch."""
+    model = TinyClassifier()
+    x = _image(seed=5, n=3)
+    d = make_defense("resize-pad", model, draws=3, seed=11)
+    p1, p2 = d.probabilities(x), d.probabilities(x)
+    assert torch.equal(p1, p2)
+    assert torch.allclose(d.probabilities(x[1:2]), p1[1:2], atol=1e-6)  # an image's verdict ignores its batch
+
+
+def test_resize_pad_row_is_reproducible_from_its_seed_and_states_its_views() -> None:
+    """Issue 17 item 5: the same seed gives the same resize-and-pad row (the attacker stops on the defense's fixed
+    views, the verdict is on those views), and the row says how many views judged it."""
+    model = TinyClassifier()
+    x = _image(seed=4, n=6)
+    labels = model(x).argmax(1).tolist()
+    images = [LabelledImage(f"img{i}", tensor_to_pil(x[i]), labels[i]) for i in range(6)]
+
+    def row(chunk: int) -> dict:
+        report = list(
+            evaluate_defenses(
+                model,
+                images,
+                defenses={"resize-pad": {"draws": 3}},
+                attack="pgd",
+                attack_params={"eps": 4, "steps": 4},
+                seed=3,
+                chunk=chunk,
+            )
+        )[-1].report
+        data = report.rows[0].to_json()
+        data.pop("seconds")
+        return data
+
+    first = row(4)
+    assert first == row(4)
+    assert first["judge_views"] == 3 and first["adaptive_method"] == "EOT x4"
+    other_chunks = row(2)  # the bare attack's per-image seeds: its columns do not depend on the chunk
+    assert other_chunks["bare_fooled"] == first["bare_fooled"]
+    assert other_chunks["nonadaptive_fooled"] == first["nonadaptive_fooled"]
