@@ -16,6 +16,7 @@ from PIL import Image
 
 from attacks import Attack, Goal, Step
 from attacks.metrics import amplified_difference
+from attacks.runner import drive, sample_seed
 from models import Classifier, pil_to_tensor, tensor_to_pil
 from models.gradcam import grad_cam, overlay
 
@@ -44,14 +45,17 @@ def attack_steps(
     confidence: float,
     seed: int,
 ) -> Iterator[Step]:
-    """The attack's Step generator on one 8-bit model input; nothing runs until it is pulled."""
+    """The attack's Step generator on one 8-bit model input; nothing runs until it is pulled.
+
+    Through attacks.runner.drive with the CLI's per-sample seed (sample_seed(seed, target)) and the same success
+    rule (Goal with `confidence`, targeted or not), so a page run and `cli.py attack` with that seed agree."""
     x0 = pil_to_tensor(original).to(model.device)  # (1, 3, H, W)
     goal = Goal(
         torch.tensor([source], device=model.device),
         None if target is None else torch.tensor([target], device=model.device),
-        confidence if target is not None else 0.0,
+        confidence,
     )
-    return attack.run(model, x0, goal, seed=seed)
+    return drive(attack, model, x0, goal, seeds=[sample_seed(seed, target)])
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from attacks import DEFAULT_CONFIDENCE
 from models import IMAGENET_CATEGORIES, class_index
 from ui import figures, lab_record, run
 from ui import state as S
@@ -143,6 +144,8 @@ def test_other_attacks_and_special_targets_run(query: dict[str, str], expect_tar
     assert not _errors(at)
     record = at.session_state["lab.record"]
     assert record.status == "finished" and record.attack_name == query["attack"]
+    # one confidence rule, targeted or not (issue 17 item 4: untargeted runs were forced to 0, the slider hidden)
+    assert record.confidence == at.slider(key=S.CONFIDENCE).value == DEFAULT_CONFIDENCE
     if expect_target is None:
         assert record.target is None and record.report()["target"] is None
     else:

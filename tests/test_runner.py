@@ -88,3 +88,25 @@ def test_result_json_of_an_unchanged_image_is_valid_json(clf, images, tmp_path) 
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"result.json holds {c}")) == data
     assert data["metrics"]["psnr"] is None
     assert isinstance(Image.open(tmp_path / "adversarial.png"), Image.Image)
+
+
+@pytest.mark.parametrize("targeted", [True, False], ids=["targeted", "untargeted"])
+def test_an_attack_lab_run_is_the_cli_run_with_the_same_seed(clf, images, targeted: bool) -> None:
+    """Issue 17 item 4: the Attack Lab forced confidence 0 for untargeted runs (PGD "succeeded" at step 0 from its
+    random start on a near tie) while the CLI asks p >= --confidence. Now the page's Step stream is the CLI's run:
+    same rule, same per-sample seed, so the same final image, stop index and verdict."""
+    from experiments.lab import attack_steps  # noqa: PLC0415 - the page's engine, tested beside the CLI's
+
+    original = tensor_to_pil(images[2:3])
+    attack = make_attack("pgd", eps=8, step_size=2, steps=8, random_start=1)
+    source = int(clf(images[2:3]).argmax())
+    target = (source + 3) % 10 if targeted else None
+    (cli,) = attack_targets(clf, original, attack, [target], confidence=0.6, seed=5)
+    page = run_to_end(attack_steps(clf, original, attack, source=source, target=target, confidence=0.6, seed=5))
+    assert page.last.x_adv.shape == (1, 3, 16, 16)
+    assert cli.adversarial.tobytes() == tensor_to_pil(page.x_adv).tobytes()
+    assert int(page.stopped_at[0]) == cli.iterations
+    assert bool(page.last.success[0]) == cli.success
+    if not targeted:  # the rule is the confidence one: a success has its new top class at p >= 0.6
+        top = clf.probabilities(page.x_adv)[0]  # (K,)
+        assert bool(page.last.success[0]) == (int(top.argmax()) != source and float(top.max()) >= 0.6)

@@ -168,7 +168,7 @@ def new_record(
     seed = secrets.randbelow(2**31)
     target_idx = resolve_target(target, seen.probs, seed)
     original = loaders.from_png(seen.png)
-    confidence = choice.confidence if target_idx is not None else 0.0
+    confidence = choice.confidence  # one rule for targeted and untargeted runs, as the CLI's --confidence
     record = RunRecord(
         run_id=next(_run_ids),
         model_name=seen.model_name,

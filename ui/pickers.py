@@ -53,7 +53,7 @@ class AttackChoice:
     name: str
     params: dict[str, float]
     attack: Attack | None  # None when a parameter is out of range (the error is on the page)
-    confidence: float = 0.0  # targeted: also require p(target) >= this on the 8-bit image
+    confidence: float = 0.0  # the winning class (target, or any new top class) needs p >= this, 8-bit image
 
 
 def _use_sample(sample_id: str) -> None:
@@ -304,18 +304,19 @@ def attack_picker(target: state.TargetChoice, *, disabled: bool) -> AttackChoice
     for i, param in enumerate(cls.params):
         with cols[i % 2]:
             params[param.name] = _param_widget(name, param, disabled)
-    confidence = 0.0
-    if target != state.UNTARGETED:
-        confidence = st.slider(
-            "Stop when p(target) reaches",
-            0.0,
-            0.99,
-            step=0.01,
-            key=state.CONFIDENCE,
-            disabled=disabled,
-            help="The run stops once the saved 8-bit image gives the target at least this probability. "
-            "0 = as soon as the target is the top class (the paper's criterion).",
-        )
+    untargeted = target == state.UNTARGETED
+    confidence = st.slider(
+        "Stop when the new top class reaches p" if untargeted else "Stop when p(target) reaches",
+        0.0,
+        0.99,
+        step=0.01,
+        key=state.CONFIDENCE,
+        disabled=disabled,
+        help="The run succeeds once the saved 8-bit image gives "
+        + ("its new top class (any but the original's)" if untargeted else "the target")
+        + " at least this probability, the CLI's --confidence rule. "
+        "0 = as soon as it is the top class, however narrowly (the paper's criterion).",
+    )
     try:
         attack = make_attack(name, **params)
         attack.check_targeted(target != state.UNTARGETED)
