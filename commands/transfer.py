@@ -128,8 +128,11 @@ def run(args: argparse.Namespace) -> int:
         pt = "-" if r.p_target is None else f"{r.p_target:.2%}"
         lines.append(
             f"{r.model + (' *' if r.is_source else ''):<22} {r.clean_label[:21]:<22} {r.label[:21]:<22} "
-            f"{pt:>9} {r.p_source:>9.2%}  {'yes' if r.fooled else 'no'}"
+            f"{pt:>9} {r.p_source:>9.2%}  {'yes' if r.fooled else 'no'}{' +' if r.took_source_label else ''}"
         )
-    lines.append(f"(* attacked model) written to {out}/")
+    lines.append(f"fooled: {result.fooled_rule}; (* attacked model)")
+    if any(r.took_source_label for r in rows):
+        lines.append(f"(+ its new label is the attacked model's clean label, {cats[o.source]}: it now agrees with it)")
+    lines.append(f"written to {out}/")
     common.emit(data, args.json, "\n".join(lines))
     return 0

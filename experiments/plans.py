@@ -72,8 +72,11 @@ def transfer_runs(
     history: list[dict[str, Any]],
     on_step: OnStep | None = None,
     loader: Callable[[str], Classifier],
+    shown: Sequence[str] = (),
 ) -> Iterator[TransferResult]:
-    """Run each part; every finished one goes into `history` (the matrix, at most MATRIX_ROWS) and kept["last"]."""
+    """Run each part; every finished one goes into `history` (the matrix, at most MATRIX_ROWS). kept["last"], the
+    page's top panel, is the latest run from the `shown` source models (the widgets' choice), so a comparison
+    from every model does not leave another model's run under the widgets; any run when none is from them."""
     for i, part in enumerate(parts):
         done = "nothing had finished" if i == 0 else f"the {i} finished before it are in the matrix"
         where = f"run {i + 1} of {len(parts)} ({part.goal} from {' + '.join(part.sources)})"
@@ -92,7 +95,9 @@ def transfer_runs(
         )
         history.append(matrix_row(result, part.goal))
         del history[:-MATRIX_ROWS]
-        kept["last"] = result
+        last = kept.get("last")
+        if tuple(part.sources) == tuple(shown) or last is None or tuple(last.source_models) != tuple(shown):
+            kept["last"] = result
         yield result
     kept.pop("stopped", None)
 

@@ -41,8 +41,12 @@ class EvalRow:
     p_source: float  # of the attack's source class (for an ensemble: the ensemble's class, maybe not this row's)
     p_source_clean: float
     p_clean_class: float  # of this model's own clean class, on the adversarial image (what `fooled` compares with)
-    fooled: bool  # targeted: the top class is the target; untargeted: the top class changed from the clean one
+    fooled: bool  # by fooled_rule: targeted, the top class is the target; untargeted, it is not this model's own
+    # clean label (the reference is per row: each model's own answer on the clean image, not the attacked model's)
     is_source: bool  # this model was attacked (white-box), so the row is not a transfer
+    #: untargeted and fooled by the rule, but the new label is the ATTACKED model's clean label: this model now
+    #: agrees with the attacked model on the clean photo (tiger cat vs Egyptian cat), which a class reads as "right"
+    took_source_label: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +59,7 @@ class EvalRow:
             "p_source_clean": self.p_source_clean,
             "p_clean_class": self.p_clean_class,
             "fooled": self.fooled,
+            "took_source_label": self.took_source_label,
             "attacked": self.is_source,
         }
 
@@ -75,6 +80,11 @@ class TransferResult:
         return f"{name} (input diversity {self.diversity:g})" if self.diversity else name
 
     @property
+    def fooled_rule(self) -> str:
+        """What `fooled` means in every row of this result, in words a page or the CLI prints beside it."""
+        return fooled_rule(self.outcome.target, self.categories)
+
+    @property
     def transfer_rate(self) -> float | None:
         """Fraction of the models that were not attacked which are fooled; None when every model was attacked."""
         others = [r for r in self.rows if not r.is_source]
@@ -85,9 +95,17 @@ class TransferResult:
             "source_models": self.source_models,
             "input_diversity": self.diversity,
             "attack": self.outcome.to_json(),
+            "fooled_rule": self.fooled_rule,
             "evaluations": [r.to_json() for r in self.rows],
             "transfer_rate": self.transfer_rate,
         }
+
+
+def fooled_rule(target: int | None, categories: Sequence[str]) -> str:
+    """The reference each row's `fooled` is judged against (see EvalRow.fooled)."""
+    if target is not None:
+        return f"top class = the target ({categories[target]})"
+    return "top class ≠ this model's own label of the clean image"
 
 
 def evaluate_transfer(
@@ -101,13 +119,16 @@ def evaluate_transfer(
 ) -> list[EvalRow]:
     """Classify the clean and the adversarial 8-bit image with each model, each resized to its own input size.
 
-    Both images go through the same resize, so a difference between them is the perturbation's doing.
+    Both images go through the same resize, so a difference between them is the perturbation's doing. `source` is
+    the attacked model's clean class; `fooled` follows fooled_rule, and an untargeted row whose new label is
+    `source` is flagged (took_source_label).
     """
     rows = []
     for m in models:
         clean, adv = classify(m, [original, adversarial])  # (K,) each
         top, clean_top = int(adv.argmax()), int(clean.argmax())
         fooled = top == target if target is not None else top != clean_top
+        took_source_label = target is None and fooled and top == source
         rows.append(
             EvalRow(
                 model=m.name,
@@ -123,6 +144,7 @@ def evaluate_transfer(
                 p_clean_class=float(adv[clean_top]),
                 fooled=bool(fooled),
                 is_source=m.name in attacked,
+                took_source_label=bool(took_source_label),
             )
         )
     return rows

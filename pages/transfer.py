@@ -139,7 +139,14 @@ def start() -> Iterator[TransferResult]:
     history = st.session_state.setdefault(HISTORY, [])
     on_step = run.progress(job, run.Draw(progress, run.Throttle(min_interval=0.4)))
     return plans.transfer_runs(
-        picked.image, parts, evaluated, kept=job.data, history=history, on_step=on_step, loader=loaders.get_model
+        picked.image,
+        parts,
+        evaluated,
+        kept=job.data,
+        history=history,
+        on_step=on_step,
+        loader=loaders.get_model,
+        shown=tuple(sources),
     )
 
 

@@ -44,3 +44,54 @@ def test_robustness_parts_keep_each_part_as_it_finishes() -> None:
     assert next(parts) == "plain" and kept["outcomes"]["plain"].success and kept["reports"]["plain"] is not None
     assert kept["stopped"] == "Stopped during the transformations of the plain result. Shown below: the plain attack."
     assert next(parts, None) is None and "stopped" not in kept
+
+
+class _Tiny(TinyClassifier):
+    """TinyClassifier with run_transfer's `preprocess` (its inputs are already 16x16 model inputs)."""
+
+    def preprocess(self, image):  # noqa: ANN001, ANN201 - the Classifier interface
+        return image
+
+
+def test_the_transfer_panel_shows_the_model_the_widgets_name() -> None:
+    """Issue 17 item 10: after the classic comparison from every model, the top panel showed the last row's run
+    (another model than the widgets'). It shows the latest run from the widgets' source model."""
+    g = torch.Generator().manual_seed(5)
+    image = tensor_to_pil(torch.randint(0, 256, (1, 3, 16, 16), generator=g).float() / 255)
+    models = {"tiny0": _Tiny(0), "tiny1": _Tiny(1)}
+    for m in models.values():
+        m.name = next(k for k, v in models.items() if v is m)
+    pgd = make_attack("pgd", eps=16, step_size=4, steps=3)
+    parts = [
+        plans.TransferPart("untargeted", pgd, ("tiny0",), None),
+        plans.TransferPart("untargeted", make_attack("fgsm", eps=8), ("tiny0",), None),
+        plans.TransferPart("untargeted", pgd, ("tiny1",), None),
+    ]
+    for shown, want in ((("tiny0",), 1), (("tiny1",), 2), (("nobody",), 2)):
+        kept: dict = {}
+        history: list = []
+        results = list(
+            plans.transfer_runs(image, parts, list(models), kept=kept, history=history, loader=models.get, shown=shown)
+        )
+        assert len(history) == 3
+        assert kept["last"] is results[want], (shown, kept["last"].source_models)
+
+
+def test_untargeted_rows_that_take_the_attacked_models_label_are_flagged() -> None:
+    """Issue 17 item 10: an untargeted row counted as fooled when the other model moved from its own clean label to
+    the attacked model's clean label (a class reads it as "got it right"). The rule is stated, and that row flagged."""
+    from experiments.transfer import evaluate_transfer  # noqa: PLC0415
+
+    model = _Tiny(0)
+    g = torch.Generator().manual_seed(9)
+    images = [tensor_to_pil(torch.randint(0, 256, (1, 3, 16, 16), generator=g).float() / 255) for _ in range(8)]
+    labels = [int(model.probabilities(pil_to_tensor(im)).argmax()) for im in images]
+    a, b = next((i, j) for i in range(8) for j in range(8) if labels[i] != labels[j])
+    # "adversarial" = another image this model labels differently; the attacked model's clean class = that label
+    (row,) = evaluate_transfer(images[a], images[b], source=labels[b], target=None, models=[model])
+    assert row.fooled and row.took_source_label and row.to_json()["took_source_label"]
+    other = next(c for c in range(10) if c not in (labels[a], labels[b]))
+    (row,) = evaluate_transfer(images[a], images[b], source=other, target=None, models=[model])
+    assert row.fooled and not row.took_source_label
+    (row,) = evaluate_transfer(images[a], images[b], source=labels[b], target=labels[b], models=[model])
+    assert row.fooled and not row.took_source_label  # targeted: the target is the reference, no flag

@@ -71,7 +71,9 @@ def show_result(result: TransferResult) -> None:
     ensemble = len(result.source_models) > 1
     judge = "ensemble" if ensemble else "attacked model"
     widgets.show_image(cols[0], o.original, f"Original ({'ensemble: ' if ensemble else ''}{cats[o.source]})")
-    widgets.show_image(cols[1], o.adversarial, f"Adversarial ({judge}): {o.verdict.label} {o.verdict.probability:.0%}")
+    widgets.show_image(
+        cols[1], o.adversarial, f"Adversarial on {result.source_name}: {o.verdict.label} {o.verdict.probability:.0%}"
+    )
     widgets.show_image(
         cols[2],
         difference_image(np.asarray(o.original), np.asarray(o.adversarial), 10.0),
@@ -90,6 +92,7 @@ def show_result(result: TransferResult) -> None:
             "label, so a member of the ensemble can count as not fooled."
         )
     targeted = o.target is not None
+    flagged = [r.model for r in result.rows if r.took_source_label]
     table = pd.DataFrame(
         [
             {
@@ -99,15 +102,13 @@ def show_result(result: TransferResult) -> None:
                 **({"p(target)": 100 * (r.p_target or 0.0)} if targeted else {}),
                 "p(clean label)": 100 * r.p_clean_class,
                 "fooled": r.fooled,
+                **({"note": "= attacked model's clean label" if r.took_source_label else ""} if flagged else {}),
             }
             for r in result.rows
         ]
     )
-    fooled_help = (
-        "The adversarial image's top class is the target."
-        if targeted
-        else "The adversarial image's top class differs from this model's class of the clean image."
-    )
+    header = "fooled (= target)" if targeted else "fooled (≠ own clean)"
+    fooled_help = f"Fooled means: {result.fooled_rule}."
     st.dataframe(
         table,
         hide_index=True,
@@ -123,9 +124,16 @@ def show_result(result: TransferResult) -> None:
                 width="small",
                 help="The adversarial image's probability of this model's class of the clean image.",
             ),
-            "fooled": st.column_config.CheckboxColumn(width="small", help=fooled_help),
+            "fooled": st.column_config.CheckboxColumn(header, width="small", help=fooled_help),
         },
     )
+    st.caption(f"**Fooled** in each row: {result.fooled_rule}.")
+    if flagged:
+        st.warning(
+            f"{', '.join(flagged)}: the new label is the attacked model's own label of the clean image "
+            f"({cats[o.source]}). By the rule it changed its answer, but it now agrees with the attacked model, "
+            "which a class may read as right rather than fooled."
+        )
 
 
 def show_matrix(history: list[dict[str, Any]]) -> None:
