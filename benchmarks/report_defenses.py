@@ -91,13 +91,14 @@ def main() -> int:
             f"split by crop {loose.mean:.3f} +- {loose.std:.3f}"
         )
 
-    print("== Feature squeezing (5-bit, 2x2 median), threshold at 5% FPR on clean images")
+    print("== Feature squeezing (5-bit, 2x2 median), threshold at 5% FPR on half the clean images, FPR on the rest")
     photos = [im.image for im in images] if args.quick else exemplars + others
     squeeze = last(run_squeeze_detection(model, photos, fpr=0.05, seed=0), "squeeze").results
     for name, r in squeeze.items():
         print(
             f"{name:<12} AUC {r.auc:.3f}  detected {r.detection_rate:.2f} at FPR {r.fpr:.2f} "
-            f"(clean {r.clean}, adversarial {r.adversarial}/{r.attempts})"
+            f"(threshold on {r.calibration} clean, FPR on {r.held_out} others, "
+            f"adversarial {r.adversarial}/{r.attempts})"
         )
     out["squeeze"] = {k: v.to_json() for k, v in squeeze.items()}
     if args.json:

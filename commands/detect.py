@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         for name, r in results.items():
             lines.append(
                 f"{name:<12} AUC {r.auc:.3f}  detected {r.detection_rate:.0%} at threshold {r.threshold:.3f} "
-                f"(false positives {r.fpr:.0%}; adversarial {r.adversarial}/{r.attempts} successful)"
+                f"(false positives {r.fpr:.0%} of {r.held_out} held-out clean, threshold set on {r.calibration}; "
+                f"adversarial {r.adversarial}/{r.attempts} successful)"
             )
         emit(data, args.json, "\n".join(lines))
         return 0

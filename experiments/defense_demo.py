@@ -7,7 +7,7 @@ saved 8-bit image: the plain model for the first, the defended classifier for th
 
 spot_grid: "Spot the adversarial": `n` labelled sample photos picked by the seed, a seeded subset of them relabelled
 toward a random class (RMS cap 0.01, stopped at the first success), each shown with feature squeezing's score and
-its threshold at 5% false positives on the clean samples. The same seed gives the same grid.
+its threshold at 5% false positives on the clean samples that are not in the grid. The same seed gives the same grid.
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ def spot_grid(model: torch.nn.Module, seed: int, *, n: int = 8, fpr: float = 0.0
     pick = sorted(rng.choice(len(samples), n, replace=False).tolist())
     attacked = sorted(rng.choice(n, int(rng.integers(2, n // 2 + 2)), replace=False).tolist())
     x_all = torch.cat([pil_to_tensor(s.image) for s in samples]).to(model.device)  # (M, 3, S, S)
-    clean_scores = squeeze_scores(model, x_all).numpy()  # (M,)
+    # the threshold comes from the samples NOT in the grid, so a clean grid image passing is a held-out result
+    rest = [i for i in range(len(samples)) if i not in set(pick)]
+    clean_scores = squeeze_scores(model, x_all[rest]).numpy()  # (M - n,)
     threshold = float(np.quantile(clean_scores, 1.0 - fpr, method="higher"))
     x = x_all[pick]  # (n, 3, S, S)
     idx = torch.tensor(attacked, device=x.device)

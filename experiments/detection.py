@@ -93,6 +93,8 @@ class SplitScores:
     train_per_class: int
     test_per_class: int
     shuffled_labels: bool
+    #: each split's test items (indices into the features), so a control can be checked to use the same splits
+    test_items: list[list[int]] = field(default_factory=list, repr=False)
 
     @property
     def mean(self) -> float:
@@ -152,7 +154,8 @@ def svm_accuracy(
 ) -> SplitScores:
     """Train StandardScaler + RBF SVC on train_per_class items of each class, test on test_per_class others, over
     `splits` random splits (grouped: items of one group never on both sides). shuffle_labels permutes the training
-    labels: the control that must score near chance."""
+    labels: the control that must score near chance. The splits come from `seed` alone (the permutation from its
+    own generator), so the control with the same seed is scored on the very same splits as the real labels."""
     splits = check_number("splits", splits, 1, 1000, integer=True)
     train_per_class = check_number("train items per class", train_per_class, 1, 100000, integer=True)
     test_per_class = check_number("test items per class", test_per_class, 1, 100000, integer=True)
@@ -161,15 +164,17 @@ def svm_accuracy(
     g = np.arange(len(y)) if groups is None else np.asarray(groups)
     if len(np.unique(y)) != 2:
         raise AttackError(f"the SVM needs two classes of items, got {len(np.unique(y))}")
-    rng = np.random.default_rng(seed)
-    scores = []
+    rng = np.random.default_rng(seed)  # the splits only
+    shuffler = np.random.default_rng([seed, 1])  # the control's label permutations, apart from the splits
+    scores, tests = [], []
     for _ in range(splits):
         tr, te = _grouped_split(y, g, train_per_class, test_per_class, rng)
-        y_train = rng.permutation(y[tr]) if shuffle_labels else y[tr]
+        y_train = shuffler.permutation(y[tr]) if shuffle_labels else y[tr]
         clf = make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0, gamma="scale"))
         clf.fit(x[tr], y_train)
         scores.append(float((clf.predict(x[te]) == y[te]).mean()))
-    return SplitScores(scores, train_per_class, test_per_class, shuffle_labels)
+        tests.append(te.tolist())
+    return SplitScores(scores, train_per_class, test_per_class, shuffle_labels, tests)
 
 
 # --- the paper's experiment -----------------------------------------------------------------------------------
@@ -381,10 +386,12 @@ class SqueezeResult:
     auc: float
     fpr_target: float
     threshold: float
-    fpr: float  # actual false-positive rate on the clean images at the threshold
+    fpr: float  # false-positive rate at the threshold on the held-out clean images (never the calibration ones)
     detection_rate: float  # adversarial images scoring above the threshold
     roc_fpr: list[float] = field(repr=False)
     roc_tpr: list[float] = field(repr=False)
+    calibration: int = 0  # clean images that set the threshold (0: the same `clean` images, an in-sample rate)
+    held_out: int = 0  # clean images the false-positive rate is measured on
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -397,9 +404,13 @@ def squeeze_roc(
     fpr: float = 0.05,
     attack: str = "",
     attempts: int | None = None,
+    calibration: np.ndarray | Tensor | Sequence[int] | None = None,
 ) -> SqueezeResult:
-    """Threshold at the (1-fpr) quantile of the clean scores, taken as an observed score (method 'higher') so the
-    actual false-positive rate never exceeds fpr; ROC curve and AUC with sklearn.metrics."""
+    """Threshold at the (1-fpr) quantile of the calibration clean scores, taken as an observed score (method
+    'higher'); the false-positive rate is then measured on the OTHER clean images, so it is an estimate, not the
+    target restated (on the calibration images themselves it never exceeds fpr by construction). `calibration`:
+    indices into clean_scores; None: the threshold is set on every clean image and the rate is in-sample (stated
+    by calibration=0). ROC curve and AUC (threshold-free) with sklearn.metrics over every clean image."""
     fpr = check_number("false-positive rate", fpr, 0.0, 1.0)
     clean = np.asarray(clean_scores, dtype=np.float64)
     adv = np.asarray(adversarial_scores, dtype=np.float64)
@@ -407,7 +418,13 @@ def squeeze_roc(
         raise AttackError(f"feature squeezing needs clean and adversarial images, got {len(clean)} and {len(adv)}")
     y = np.r_[np.zeros(len(clean)), np.ones(len(adv))]
     f, t, _ = roc_curve(y, np.r_[clean, adv])
-    threshold = float(np.quantile(clean, 1.0 - fpr, method="higher"))
+    calib = np.zeros(len(clean), dtype=bool)
+    if calibration is not None:
+        calib[np.asarray(calibration, dtype=np.int64)] = True
+        if calib.all() or not calib.any():
+            raise AttackError("the calibration images must be some, not all, of the clean images")
+    held = ~calib if calibration is not None else np.ones(len(clean), dtype=bool)
+    threshold = float(np.quantile(clean[calib] if calibration is not None else clean, 1.0 - fpr, method="higher"))
     return SqueezeResult(
         attack=attack,
         clean=len(clean),
@@ -416,11 +433,21 @@ def squeeze_roc(
         auc=float(auc(f, t)),
         fpr_target=fpr,
         threshold=threshold,
-        fpr=float((clean > threshold).mean()),
+        fpr=float((clean[held] > threshold).mean()),
         detection_rate=float((adv > threshold).mean()),
         roc_fpr=f.tolist(),
         roc_tpr=t.tolist(),
+        calibration=int(calib.sum()),
+        held_out=int(held.sum()),
     )
+
+
+def calibration_half(n: int, seed: int) -> np.ndarray | None:
+    """A seeded half of n clean images to set the threshold on (the rest measure the false-positive rate); None
+    when there are too few to split (fewer than 4: the rate is then in-sample and says so)."""
+    if n < 4:
+        return None
+    return np.sort(np.random.default_rng([seed, 2]).permutation(n)[: n // 2])
 
 
 #: The attacks feature squeezing is scored against: registry attack, its parameters, whether it runs to its full
@@ -456,7 +483,8 @@ def run_squeeze_detection(
     chunk: int = 8,
 ) -> Iterator[SqueezeProgress]:
     """Score the clean 8-bit model inputs and each attack's successful 8-bit adversarial images of them (judged
-    by the plain model); targeted attacks aim at a random class per image (seeded)."""
+    by the plain model); targeted attacks aim at a random class per image (seeded). The threshold is set on a
+    seeded half of the clean images and its false-positive rate measured on the other half (calibration_half)."""
     names = list(SQUEEZE_ATTACKS) if attacks is None else list(attacks)
     unknown = [a for a in names if a not in SQUEEZE_ATTACKS]
     if unknown:
@@ -485,5 +513,7 @@ def run_squeeze_detection(
         ok = goal.met(model.probabilities(x_adv).to(device))
         if bool(ok.any()):
             adv_scores = squeeze_scores(model, x_adv[ok])
-            results[name] = squeeze_roc(clean, adv_scores, fpr=fpr, attack=name, attempts=len(x0))
+            results[name] = squeeze_roc(
+                clean, adv_scores, fpr=fpr, attack=name, attempts=len(x0), calibration=calibration_half(len(x0), seed)
+            )
         yield SqueezeProgress(name, done, total, dict(results))

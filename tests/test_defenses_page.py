@@ -74,3 +74,18 @@ def test_spot_the_adversarial_is_the_same_grid_for_the_same_seed() -> None:
     attacked = ["**attacked**" in m for m in first]
     assert 2 <= sum(attacked) <= 5  # some, not all
     assert first[0].startswith(":red" if not attacked[0] else ":green")  # the first box was ticked
+
+
+def test_the_bar_chart_names_each_denominator_and_labels_bars_with_counts() -> None:
+    """Issue 17 item 11: the grouped bars mixed denominators (all images vs those the defense keeps right) with
+    nothing to say so. Each series' legend names its denominator; each bar is labelled k/n and its height is k/n."""
+    from experiments.defenses import DefenseReport, DefenseRow  # noqa: PLC0415
+
+    row = DefenseRow("bits", "Bit-depth reduction", {"bits": 5.0}, "BPDA", 8, 6, 7, 2, 5, 6, 0.1)
+    report = DefenseReport("m", "relabel", {}, True, 10, 8, 7, 0, [row])
+    traces = defenses_view.bar_chart(report)["data"]
+    want = {"clean accuracy": (6, 8), "bare model": (7, 8), "ignores": (2, 6), "knows": (5, 6)}
+    for trace, (words, (k, n)) in zip(traces, want.items(), strict=True):
+        assert words in trace["name"]
+        assert ("of all images" in trace["name"]) == (n == row.images)
+        assert trace["text"] == [f"{k}/{n}"] and trace["y"] == [pytest.approx(k / n)]

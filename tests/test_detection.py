@@ -13,6 +13,7 @@ from attacks import AttackError
 from experiments.detection import (
     _grouped_split,
     augmented_crops,
+    calibration_half,
     penultimate_features,
     run_squeeze_detection,
     run_svm_detection,
@@ -85,6 +86,39 @@ def test_squeeze_roc_matches_sklearn_and_sets_the_threshold_on_clean_images() ->
     assert squeeze_roc(clean[:28], adv, fpr=0.05).fpr <= 0.05  # 28 clean: at most 1 above the threshold
     with pytest.raises(AttackError, match="false-positive rate"):
         squeeze_roc(clean, adv, fpr=2)
+
+
+def test_the_false_positive_rate_is_measured_on_clean_images_that_did_not_set_the_threshold() -> None:
+    """Issue 17 item 11: the threshold and its false-positive rate came from the same clean images, so the rate was
+    the target restated (<= fpr by construction). With a calibration half, it is measured on the other half."""
+    rng = np.random.default_rng(1)
+    clean, adv = rng.uniform(0, 1, 40), rng.uniform(0.5, 1.5, 30)
+    calib = calibration_half(40, seed=3)
+    assert calib is not None and len(calib) == 20 and np.array_equal(calib, calibration_half(40, seed=3))
+    r = squeeze_roc(clean, adv, fpr=0.05, calibration=calib)
+    held = np.setdiff1d(np.arange(40), calib)
+    assert r.calibration == 20 and r.held_out == 20
+    assert r.threshold == float(np.quantile(clean[calib], 0.95, method="higher"))
+    assert r.fpr == pytest.approx((clean[held] > r.threshold).mean())
+    # a clean set whose calibration half scores low: the held-out rate shows what the in-sample one hid
+    skewed = np.r_[np.linspace(0, 0.1, 20), np.linspace(0.2, 0.3, 20)]
+    first = np.arange(20)
+    assert squeeze_roc(skewed, adv, fpr=0.05, calibration=first).fpr == 1.0
+    assert squeeze_roc(skewed, adv, fpr=0.05).fpr <= 0.05 and squeeze_roc(skewed, adv).calibration == 0
+    assert calibration_half(3, seed=0) is None
+    with pytest.raises(AttackError, match="calibration"):
+        squeeze_roc(clean, adv, calibration=np.arange(40))
+
+
+def test_the_shuffled_label_control_is_scored_on_the_very_same_splits() -> None:
+    """Issue 17 item 11: the control's label permutations drew from the splits' generator, so its splits after
+    the first were other splits than the real run's (the docstring said "the very same splits")."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 4))
+    y = np.r_[np.zeros(30), np.ones(30)].astype(int)
+    real = svm_accuracy(x, y, train_per_class=8, test_per_class=6, splits=5, seed=4)
+    control = svm_accuracy(x, y, train_per_class=8, test_per_class=6, splits=5, seed=4, shuffle_labels=True)
+    assert len(real.test_items) == 5 and real.test_items == control.test_items
 
 
 def test_squeeze_detection_runs_per_attack_on_the_tiny_model() -> None:

@@ -21,11 +21,19 @@ from experiments.detection import (
 from models import IMAGENET_CATEGORIES
 from ui import figures, loaders, widgets
 
-SERIES = {  # the bar chart's groups: DefenseRow property, legend, colour
-    "clean_accuracy": ("clean accuracy (defended)", "#2ca02c"),
-    "bare": ("attack success, bare model", "#7f7f7f"),
-    "nonadaptive_rate": ("attacker ignores the defense", figures.SOURCE_COLOUR),
-    "adaptive_rate": ("attacker knows the defense", figures.TARGET_COLOUR),
+SERIES = {  # the bar chart's groups: (numerator, denominator) of a DefenseRow, legend, colour
+    "clean_accuracy": (("clean_correct", "images"), "clean accuracy (defended), of all images", "#2ca02c"),
+    "bare": (("bare_fooled", "images"), "attack success on the bare model, of all images", "#7f7f7f"),
+    "nonadaptive_rate": (
+        ("nonadaptive_fooled", "clean_correct"),
+        "attacker ignores the defense, of the images it keeps right",
+        figures.SOURCE_COLOUR,
+    ),
+    "adaptive_rate": (
+        ("adaptive_fooled", "clean_correct"),
+        "attacker knows the defense, of the images it keeps right",
+        figures.TARGET_COLOUR,
+    ),
 }
 LESSON = (
     "The lesson of Athalye, Carlini & Wagner (2018): a preprocessing defense mostly hides the gradient. An attacker "
@@ -80,22 +88,28 @@ def table(report: DefenseReport) -> pd.DataFrame:
 
 
 def bar_chart(report: DefenseReport) -> dict[str, Any]:
+    """Grouped bars whose denominators differ by series (all images, or those the defense classifies right when
+    clean): the legend names each one and every bar's label is its count k/n."""
     names = [r.title for r in report.rows]
-    values = {
-        "clean_accuracy": [r.clean_accuracy for r in report.rows],
-        "bare": [r.bare_fooled / r.images if r.images else None for r in report.rows],
-        "nonadaptive_rate": [r.nonadaptive_rate for r in report.rows],
-        "adaptive_rate": [r.adaptive_rate for r in report.rows],
-    }
-    data = [
-        {"type": "bar", "name": SERIES[k][0], "x": names, "y": v, "marker": {"color": SERIES[k][1]}}
-        for k, v in values.items()
-    ]
+    data = []
+    for (num, den), legend, colour in SERIES.values():
+        counts = [(getattr(r, num), getattr(r, den)) for r in report.rows]
+        data.append(
+            {
+                "type": "bar",
+                "name": legend,
+                "x": names,
+                "y": [k / n if k is not None and n else None for k, n in counts],
+                "text": ["" if k is None else f"{k}/{n}" for k, n in counts],
+                "textposition": "outside",
+                "marker": {"color": colour},
+            }
+        )
     return {
         "data": data,
         "layout": {
             "barmode": "group",
-            "height": 340,
+            "height": 400,
             "font": figures.FONT,
             "title": {"text": f"{report.model}, {report.attack} on {report.images} images"},
             "yaxis": {"range": [0, 1.05], "tickformat": ".0%"},
@@ -216,7 +230,7 @@ def squeeze_table(results: dict[str, Any]) -> pd.DataFrame:
                 "attack": k,
                 "AUC": round(r["auc"], 3),
                 "detected at threshold": f"{r['detection_rate']:.0%}",
-                "false positives": f"{r['fpr']:.0%}",
+                "false positives (held-out clean)": f"{r['fpr']:.0%} of {r['held_out']}",
                 "successful adversarial / attempts": f"{r['adversarial']}/{r['attempts']}",
             }
             for k, r in results.items()
