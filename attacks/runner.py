@@ -278,7 +278,7 @@ def attack_targets(
     in chunks; the one way to run an attack to the end on an image.
 
     `model` is the plain classifier: it gives the source class, judges success and early stopping on the 8-bit
-    image, and verifies every result. The gradient flows through `attacked` when given (an Ensemble, input
+    image, and verifies every result. The gradient flows through `attacked` when given (a MeanLogitEnsemble, input
     diversity or an EOT wrapper), else through `model`. `judge` replaces `model` only for deciding when a sample
     may stop (an EOT attack stops when its fixed-view estimate of the expectation is met, see EOT(fixed=True));
     the verdict is still the plain model's on the saved image. `original` must already be the model input (see

@@ -16,13 +16,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.defenses import evaluate_defenses, labelled_samples  # noqa: E402
+from experiments.defenses import evaluate_defenses  # noqa: E402
 from experiments.detection import (  # noqa: E402
     run_squeeze_detection,
     run_svm_detection,
     shipped_detection_sets,
     svm_accuracy,
 )
+from experiments.imagesets import labelled_set  # noqa: E402
 from models import class_index, load_model  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def main() -> int:
     model = load_model("efficientnet_lite0", device="cpu")
     out: dict = {}
 
-    images = labelled_samples(model)[: 6 if args.quick else None]
+    images = labelled_set("samples", model)[: 6 if args.quick else None]
     print("== Defenses (relabel toward a random class, step 1/255, RMS cap 0.01, stopped at first success)")
     report = last(evaluate_defenses(model, images, attack_params={"step_size": 1.0}, seed=0), "defenses").report
     print(report.table())

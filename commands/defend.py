@@ -20,13 +20,6 @@ def add_images(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def labelled_images(spec: str, model):  # noqa: ANN001, ANN201 (torch-free module: types live in experiments)
-    """The labelled set named on the command line."""
-    from experiments.defenses import labelled_set
-
-    return labelled_set(spec, model)
-
-
 def parse_params(items: list[str] | None) -> dict[str, float]:
     """--param name=value ... -> {name: value}; a malformed one is an AttackError (exit 2)."""
     from attacks import AttackError
@@ -77,13 +70,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from experiments.defenses import evaluate_defenses, make_defense
+    from experiments.imagesets import labelled_set
     from models import load_model
 
     params = parse_params(args.param)
     attack_params = dict(common.make_attack_from(args, args.attack).hparams)  # checked before any model loads
     model = load_model(args.model)
     make_defense(args.defense, model, **params)  # unknown defense or bad parameter: one line before any work
-    images = labelled_images(args.images, model)
+    images = labelled_set(args.images, model)
     last = None
     with tqdm(desc=f"defend {args.defense}", unit="chunk", leave=False) as bar:
         for last in evaluate_defenses(

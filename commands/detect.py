@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from commands.common import add_model, add_output, emit
-from commands.defend import add_images, labelled_images
+from commands.defend import add_images
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         run_svm_detection,
         shipped_detection_sets,
     )
+    from experiments.imagesets import labelled_set
     from models import class_index, load_model
 
     target = class_index(args.target)
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         design = {"augment": True, "exemplar_crops": SHIPPED_CROPS}
         design |= {"train_per_class": SHIPPED_PER_SIDE, "test_per_class": SHIPPED_PER_SIDE}
     else:
-        images = labelled_images(args.images, model)
+        images = labelled_set(args.images, model)
         exemplars = [im.image for im in images if im.label == target]
         others = [im.image for im in images if im.label != target]
         design = {"train_per_class": 20, "test_per_class": 30}

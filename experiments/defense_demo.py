@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 
 from attacks import AttackError, Goal, make_attack
-from experiments.defenses import ResizePadDefense, attack_in_chunks, labelled_samples, make_defense
+from experiments.defenses import ResizePadDefense, attack_in_chunks, make_defense
 from experiments.detection import squeeze_scores
+from experiments.imagesets import labelled_set
 from models import pil_to_tensor
 
 SPOT_ATTACK = {"step_size": 1.0, "steps": 100, "max_rms": 0.01}  # the paper's relabelling, stopped at success
@@ -106,7 +107,7 @@ def spot_grid(model: torch.nn.Module, seed: int, *, n: int = 8, fpr: float = 0.0
     """Deterministic for (model, seed). Returns {"images": [(H,W,3) uint8], "ids", "attacked": [bool], "fooled":
     [bool] (the plain model's top class moved to the target), "labels" (the model's top class as shown), "scores",
     "threshold", "clean_images"}."""
-    samples = labelled_samples(model)
+    samples = labelled_set("samples", model)
     if len(samples) < n:
         raise AttackError(f"the grid needs {n} labelled samples, {len(samples)} are installed")
     rng = np.random.default_rng(seed)

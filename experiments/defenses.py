@@ -22,7 +22,6 @@ Defense.attackable(mode="adaptive", *, samples=4, seed=0) -> nn.Module
     modes: "plain" (the bare model: the attacker who ignores the defense), "defended" (the defended model as it
     is: zero/obfuscated gradients), "adaptive" (the defense's own: BPDA, EOT or exact), "bpda", "eot"
 bit_depth(x, bits), median_filter(x, size), jpeg_batch(x, quality)   the transforms as functions
-labelled_set(name or folder, model) / labelled_samples(model) -> list[LabelledImage]   model inputs with true class
 attack_in_chunks(attack, model, x, goal, *, chunk, seed, keys=None, attacked=None, judge=None,
                  on_step=None) -> Iterator[(done, 8-bit adversarial chunk)]   run_batch per chunk, per-image seeds
 evaluate_defenses(model, images=None, *, defenses=None, attack="relabel", attack_params=None, full_budget=False,
@@ -56,16 +55,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from attacks import Attack, AttackError, Goal, Param, Step, make_attack
 from attacks.runner import run_batch, sample_seed
 from experiments import robustness
 from experiments.common import check_number
+from experiments.imagesets import LabelledImage, labelled_set
 from experiments.synthesis import gaussian_blur
 from experiments.wrappers import RandomTransformModel, resize_batch, resize_pad
-from images import ImageError
 from models import OFFLINE_MODELS, load_model, pil_to_tensor
 
 # --- the transforms as functions ------------------------------------------------------------------------------
@@ -286,14 +284,14 @@ class ResizePadDefense(Defense):
         return eot
 
 
-class EnsembleDefense(Defense):
+class MeanProbabilityEnsemble(Defense):
     """The seed Q&A's 'ensemble of networks': the mean of the members' probabilities (log of it as logits).
 
     members: classifiers (or registry names) added to `model`; default: every other offline model.
     """
 
     key = "ensemble"
-    title = "Ensemble of models"
+    title = "Ensemble of models (mean probabilities)"
     summary = "Average the probabilities of several networks (seed 001); attacked through all of them at once."
     params = ()
     adaptive = "exact"
@@ -328,7 +326,7 @@ class EnsembleDefense(Defense):
 #: Every defense by registry name. Tests iterate over this dict.
 DEFENSES: dict[str, type[Defense]] = {
     cls.key: cls
-    for cls in (JPEGDefense, MedianDefense, GaussianDefense, BitDepthDefense, ResizePadDefense, EnsembleDefense)
+    for cls in (JPEGDefense, MedianDefense, GaussianDefense, BitDepthDefense, ResizePadDefense, MeanProbabilityEnsemble)
 }
 
 
@@ -339,46 +337,6 @@ def make_defense(name: str, model: nn.Module, **params: Any) -> Defense:
     except KeyError:
         raise AttackError(f"unknown defense {name!r}; choose one of: {', '.join(DEFENSES)}") from None
     return cls(model, **params)
-
-
-# --- labelled image sets --------------------------------------------------------------------------------------
-
-
-@dataclass
-class LabelledImage:
-    """An 8-bit model input (already preprocessed to the model's input size) and its true ImageNet class."""
-
-    id: str
-    image: Image.Image = field(repr=False)
-    label: int
-
-
-def labelled_set(spec: str, model: nn.Module) -> list[LabelledImage]:
-    """The images of an image set that carry a true class, preprocessed for `model`: 'samples' (Foolbox's 20
-    labelled ImageNet images), 'imagenette', or a folder in any ImageNet layout (experiments.imagesets: class-named,
-    wnid-named or class-index folders, wnid file names, the ILSVRC2012 validation folder). Unreadable files and
-    images with no class are left out; none left is one AttackError line."""
-    from experiments.imagesets import open_image_set
-
-    image_set = open_image_set(spec)  # ImageSetError (one line) for a name or folder that is not there
-    out = []
-    for item in image_set.items:
-        if item.label is None:
-            continue
-        try:
-            image = image_set.load(item)
-        except ImageError:
-            continue  # listed by the image set as unreadable; a defense table needs only the readable ones
-        out.append(LabelledImage(item.id, model.preprocess(image), item.label))
-    if not out:
-        hint = "pip install foolbox for its 20 ImageNet images" if spec == "samples" else "name folders by class"
-        raise AttackError(f"no labelled images in {spec!r} ({hint})")
-    return out
-
-
-def labelled_samples(model: nn.Module) -> list[LabelledImage]:
-    """The shipped labelled samples (Foolbox's 20 ImageNet validation images), preprocessed for `model`."""
-    return labelled_set("samples", model)
 
 
 # --- the evaluation -------------------------------------------------------------------------------------------
@@ -566,7 +524,7 @@ def evaluate_defenses(
     for name, d in built.items():
         if isinstance(d, ResizePadDefense):  # the judge's randomness: seeded, never the attacker's generator
             built[name] = make_defense(name, model, seed=seed + 7919, **chosen[name])
-    images = list(images) if images is not None else labelled_samples(model)
+    images = list(images) if images is not None else labelled_set("samples", model)
     device = model.device
     x_all = torch.cat([pil_to_tensor(im.image) for im in images]).to(device)  # (M, 3, S, S)
     labels_all = torch.tensor([im.label for im in images], device=device)  # (M,)

@@ -32,7 +32,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from images import SAMPLES, ImageError, load_image
-from models import IMAGENET_CATEGORIES, pil_to_tensor
+from models import IMAGENET_CATEGORIES, Classifier, pil_to_tensor
 
 #: File name endings read as images (case-insensitive); anything else in a folder (synset lists, READMEs) is ignored.
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -382,3 +382,35 @@ def select_images(
             return chosen, known
         for fact in screen(model, image_set, to_screen):
             known[fact.image_id] = fact
+
+
+# --- labelled model inputs ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelledImage:
+    """An 8-bit model input (already preprocessed to the model's input size) and its true ImageNet class."""
+
+    id: str
+    image: Image.Image = field(repr=False)
+    label: int
+
+
+def labelled_set(spec: str, model: Classifier) -> list[LabelledImage]:
+    """The one labelled-image loader: the images of an image set that carry a true class, preprocessed for `model`
+    ('samples': Foolbox's 20 labelled ImageNet images; 'imagenette'; or a folder in any layout open_image_set
+    reads). Unreadable files and images with no class are left out; none left is one ImageSetError line."""
+    image_set = open_image_set(spec)  # ImageSetError (one line) for a name or folder that is not there
+    out = []
+    for item in image_set.items:
+        if item.label is None:
+            continue
+        try:
+            image = image_set.load(item)
+        except ImageError:
+            continue  # listed by the image set as unreadable; a defense table needs only the readable ones
+        out.append(LabelledImage(item.id, model.preprocess(image), item.label))
+    if not out:
+        hint = "pip install foolbox for its 20 ImageNet images" if spec == "samples" else "name folders by class"
+        raise ImageSetError(f"no labelled images in {spec!r} ({hint})")
+    return out

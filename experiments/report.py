@@ -27,9 +27,10 @@ import torch
 from attacks import make_attack
 from attacks.runner import attack_targets
 from experiments.common import classify
+from experiments.imagesets import labelled_set
 from experiments.robustness import EOT, evaluate_robustness
 from experiments.transfer import run_transfer
-from images import SAMPLES, load_image
+from images import load_image
 from models import OFFLINE_MODELS, load_model
 
 CHECKS = (("mirror", 1.0), ("shift", 4.0), ("jpeg", 75.0))
@@ -39,16 +40,16 @@ def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def labelled_samples(models: Sequence[str], count: int) -> list[tuple[str, int]]:
-    """The first `count` labelled ImageNet samples that every model classifies correctly (so 'fooled' means it)."""
+def correctly_classified(models: Sequence[str], count: int) -> list[tuple[str, int]]:
+    """The first `count` labelled samples (imagesets.labelled_set) that every model classifies correctly, as
+    (sample id, true class): so 'fooled' means it."""
     loaded = [load_model(m) for m in models]
+    per_model = [{im.id: im for im in labelled_set("samples", m)} for m in loaded]
     found = []
-    for sample_id, sample in SAMPLES.items():
-        if sample.label is None:
-            continue
-        image = load_image(sample_id)
-        if all(int(classify(m, [m.preprocess(image)])[0].argmax()) == sample.label for m in loaded):
-            found.append((sample_id, sample.label))
+    for sample_id, first in per_model[0].items():
+        inputs = [ims[sample_id].image for ims in per_model]
+        if all(int(classify(m, [x])[0].argmax()) == first.label for m, x in zip(loaded, inputs, strict=True)):
+            found.append((sample_id, first.label))
         if len(found) == count:
             break
     return found
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = list(OFFLINE_MODELS)
     start = time.perf_counter()
     _log("choosing samples every offline model classifies correctly...")
-    samples = labelled_samples(models, max(args.samples, args.robust_samples))
+    samples = correctly_classified(models, max(args.samples, args.robust_samples))
     _log(f"samples: {', '.join(s for s, _ in samples)}")
     transfer = transfer_figures(samples[: args.samples], models)
     robust = robustness_figures(samples[: args.robust_samples], models[0], args.eot_samples)

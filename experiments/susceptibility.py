@@ -46,14 +46,14 @@ class Rate:
     n: int
 
 
-class Verdict(Protocol):
+class Judged(Protocol):
     """What the success rule reads: a stored Row, or a pair recomputed on the page."""
 
     success: bool
     rms: float
 
 
-def succeeded(row: Verdict, cap: float | None) -> bool:
+def succeeded(row: Judged, cap: float | None) -> bool:
     """The one rule: a verified success with RMS distortion within the cap (None: the study's own cap)."""
     return bool(row.success) and (cap is None or row.rms <= cap)
 

@@ -20,7 +20,7 @@ from PIL import Image
 from attacks import DEFAULT_CONFIDENCE, Attack, AttackError, Param, Step
 from attacks.runner import AttackResult, attack_targets
 from experiments.common import classify
-from experiments.wrappers import DiverseInput, Ensemble
+from experiments.wrappers import DiverseInput, MeanLogitEnsemble
 from models import Classifier, load_model, pil_to_tensor
 
 ModelLoader = Callable[[str], Classifier]
@@ -150,11 +150,11 @@ def evaluate_transfer(
     return rows
 
 
-def attacked_model(members: Sequence[Classifier]) -> Classifier | Ensemble:
+def attacked_model(members: Sequence[Classifier]) -> Classifier | MeanLogitEnsemble:
     """The model the attack is judged on: the one source model, or the ensemble (mean logits) of several."""
     if not members:
         raise AttackError("choose at least one source model")
-    return members[0] if len(members) == 1 else Ensemble(members)
+    return members[0] if len(members) == 1 else MeanLogitEnsemble(members)
 
 
 def source_class(image: Image.Image, members: Sequence[Classifier]) -> int:

@@ -28,7 +28,7 @@ def resize_batch(x: Tensor, size: int) -> Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1])
 
 
-class Ensemble(nn.Module):
+class MeanLogitEnsemble(nn.Module):
     """Several classifiers attacked as one: the mean of their logits (Liu et al. 2017, arXiv:1611.02770;
     "ensemble in logits", Dong et al. 2018). Models of another input size get the input resized to their own.
 

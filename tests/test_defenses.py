@@ -16,11 +16,11 @@ from attacks import AttackError
 from experiments.defenses import (
     BPDA,
     DEFENSES,
-    LabelledImage,
     evaluate_defenses,
     make_defense,
     median_filter,
 )
+from experiments.imagesets import LabelledImage
 from models import pil_to_tensor, tensor_to_pil
 
 
@@ -213,12 +213,12 @@ def test_adaptive_attack_beats_the_nonadaptive_one_on_lite0() -> None:
     """JPEG q75 and 3x3 median in front of Lite0: the bare model's relabelled images stop fooling them, BPDA through
     the defense fools them more often. If `attackable('adaptive')` silently returned the plain model, the adaptive
     images would be the bare ones and both columns would be equal."""
-    from experiments.defenses import labelled_samples
+    from experiments.imagesets import labelled_set
     from models import load_model
 
     torch.manual_seed(0)
     model = load_model("efficientnet_lite0", device="cpu")
-    images = labelled_samples(model)[:8]
+    images = labelled_set("samples", model)[:8]
     report = list(evaluate_defenses(model, images, defenses=["jpeg", "median"], attack_params={"step_size": 1}))[
         -1
     ].report

@@ -25,7 +25,7 @@ from experiments.synthesis import (
     visualize_class,
 )
 from experiments.transfer import evaluate_transfer, matrix, run_transfer
-from experiments.wrappers import DiverseInput, Ensemble, RandomTransformModel, resize_pad
+from experiments.wrappers import DiverseInput, MeanLogitEnsemble, RandomTransformModel, resize_pad
 from images import SAMPLES, load_image
 from models import class_index, load_model, pil_to_tensor, tensor_to_pil
 
@@ -166,7 +166,7 @@ def test_evolution_raises_the_target_without_gradients(lite0) -> None:
 
 def test_ensemble_averages_logits_at_each_members_size(lite0) -> None:
     lite1 = load_model("efficientnet_lite1", device="cpu")
-    ens = Ensemble([lite0, lite1])
+    ens = MeanLogitEnsemble([lite0, lite1])
     x = start_image("uniform", 224, seed=0)
     with torch.no_grad():
         expected = (lite0(x) + lite1(nn.functional.interpolate(x, size=240, mode="bilinear"))) / 2
@@ -178,7 +178,7 @@ def test_ensemble_averages_logits_at_each_members_size(lite0) -> None:
 
 def test_attacks_run_unchanged_on_an_ensemble_of_tiny_nets() -> None:
     a, b = TinyClassifier(0), TinyClassifier(5)
-    ens = Ensemble([a, b])
+    ens = MeanLogitEnsemble([a, b])
     x = start_image("uniform", 16, n=4, seed=2).requires_grad_(True)
     (g_ens,) = torch.autograd.grad(ens(x)[:, 3].sum(), x)
     (g_a,) = torch.autograd.grad(a(x)[:, 3].sum(), x)

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from experiments import defense_demo
-from experiments.defenses import DefenseReport, evaluate_defenses, labelled_samples
+from experiments.defenses import DefenseReport, evaluate_defenses
 from experiments.detection import (
     SHIPPED_CROPS,
     SHIPPED_PER_SIDE,
@@ -18,6 +18,7 @@ from experiments.detection import (
     run_svm_detection,
     shipped_detection_sets,
 )
+from experiments.imagesets import labelled_set
 from models import IMAGENET_CATEGORIES
 from ui import figures, loaders, widgets
 
@@ -46,7 +47,7 @@ def defense_work(
     model: Any, chosen: dict[str, dict[str, float]], attack: str, params: dict, n_images: int, seed: int, on_step: Any
 ) -> Iterator[Any]:
     """The evaluation generator on the first `n_images` shipped labelled samples; on_step after every attack step."""
-    images = labelled_samples(model)[:n_images]
+    images = labelled_set("samples", model)[:n_images]
     return evaluate_defenses(
         model, images, defenses=chosen, attack=attack, attack_params=params, seed=seed, on_step=on_step
     )
@@ -189,7 +190,7 @@ def show_svm(r: dict[str, Any]) -> None:
 @st.cache_data(max_entries=4, show_spinner="Attacking the samples four ways and squeezing them (a few minutes)…")
 def squeeze_on_samples(model_name: str, seed: int) -> dict[str, Any]:
     model = loaders.get_model(model_name)
-    photos = [s.image for s in labelled_samples(model)]
+    photos = [s.image for s in labelled_set("samples", model)]
     *_, last = run_squeeze_detection(model, photos, seed=seed)
     return {k: v.to_json() for k, v in last.results.items()}
 
