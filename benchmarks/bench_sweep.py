@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from experiments.imagesets import Selection, samples_set  # noqa: E402
-from experiments.sweep import Study, run_sweep  # noqa: E402
-from experiments.sweep_store import SweepStore  # noqa: E402
+from experiments.study.store import SweepStore  # noqa: E402
+from experiments.study.sweep import Study, run_sweep  # noqa: E402
+from images.imagesets import Selection, samples_set  # noqa: E402
 
 
 def setup(name: str, images: int, targets: int):
@@ -109,7 +109,7 @@ def main() -> None:
         if args.ray:
             import ray
 
-            from experiments.sweep_ray import OBJECT_STORE_MEMORY, run_sweep_ray
+            from experiments.study.ray_engine import OBJECT_STORE_MEMORY, run_sweep_ray
 
             start = time.perf_counter()
             ray.init(

@@ -28,9 +28,9 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.imagesets import Selection, samples_set  # noqa: E402
-from experiments.sweep import Study, Unit, iter_units, prepare_sweep, run_unit  # noqa: E402
-from experiments.sweep_store import SweepStore  # noqa: E402
+from experiments.study.store import SweepStore  # noqa: E402
+from experiments.study.sweep import Study, Unit, iter_units, prepare_sweep, run_unit  # noqa: E402
+from images.imagesets import Selection, samples_set  # noqa: E402
 from models import load_model  # noqa: E402
 
 FULL_STUDY = 50_000 * 999  # every ILSVRC2012 validation image toward every other class (seed 000)

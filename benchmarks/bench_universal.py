@@ -2,7 +2,8 @@
 
 Builds v on the training part of a seeded split of `images.SAMPLES` (the Foolbox 20 ImageNet images plus the
 scikit-image / scikit-learn photos) and reports the fooling ratio on the held-out part, each method timed alone.
---save writes the perturbation of --save-method (experiments.universal.save_perturbation) with this command line in
+--save writes the perturbation of --save-method (experiments.universal.universal.save_perturbation) with this command
+line in
 its JSON sidecar; --cross also builds one (SGD) for every other offline model and prints the cross-model table.
 Run: python benchmarks/bench_universal.py [--model efficientnet_lite0] [--norm inf --xi 10] [--threads 2]
      [--deepfool-passes 2] [--sgd-passes 10] [--holdout 8] [--seed 0] [--budget-s SECONDS] [--verbose]
@@ -21,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.universal import (  # noqa: E402
+from experiments.universal.universal import (  # noqa: E402
     compute_universal,
     cross_model_table,
     fooling_ratio,

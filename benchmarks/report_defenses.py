@@ -16,14 +16,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.defenses import evaluate_defenses  # noqa: E402
-from experiments.detection import (  # noqa: E402
+from experiments.defenses.defenses import evaluate_defenses  # noqa: E402
+from experiments.defenses.detection import (  # noqa: E402
     run_squeeze_detection,
     run_svm_detection,
     shipped_detection_sets,
     svm_accuracy,
 )
-from experiments.imagesets import labelled_set  # noqa: E402
+from images.imagesets import labelled_set  # noqa: E402
 from models import class_index, load_model  # noqa: E402
 
 

@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean "bad input": one line on stderr and exit code 2, never a traceback."""
     from attacks import AttackError
-    from experiments.sweep_store import StoreError
+    from experiments.study.store import StoreError
     from images import ImageError
     from models import UnknownClassError, UnknownModelError, WeightsUnavailable
 

@@ -1,5 +1,5 @@
 """`cli.py defend`: clean accuracy, bare attack success, and success against a defense by an attacker who does not
-know it and by one who does (BPDA / EOT / exact gradients), on a labelled image set (experiments.defenses)."""
+know it and by one who does (BPDA / EOT / exact gradients), on a labelled image set (experiments.defenses.defenses)."""
 
 from __future__ import annotations
 
@@ -69,8 +69,8 @@ def complete(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from experiments.defenses import evaluate_defenses, make_defense
-    from experiments.imagesets import labelled_set
+    from experiments.defenses.defenses import evaluate_defenses, make_defense
+    from images.imagesets import labelled_set
     from models import load_model
 
     params = parse_params(args.param)

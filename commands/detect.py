@@ -1,4 +1,5 @@
-"""`cli.py detect`: tell adversarial images apart (experiments.detection). svm: the relabelling paper's RBF SVM on
+"""`cli.py detect`: tell adversarial images apart (experiments.defenses.detection). svm: the relabelling paper's RBF
+SVM on
 penultimate features, true exemplars of --target against images of other classes relabelled toward it; squeeze:
 feature squeezing's score, its threshold at 5% false positives on clean images, and the AUC per attack."""
 
@@ -45,14 +46,14 @@ def _bar(work, desc: str):  # noqa: ANN001, ANN202
 
 def run(args: argparse.Namespace) -> int:
     from attacks import AttackError
-    from experiments.detection import (
+    from experiments.defenses.detection import (
         SHIPPED_CROPS,
         SHIPPED_PER_SIDE,
         run_squeeze_detection,
         run_svm_detection,
         shipped_detection_sets,
     )
-    from experiments.imagesets import labelled_set
+    from images.imagesets import labelled_set
     from models import class_index, load_model
 
     target = class_index(args.target)

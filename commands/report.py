@@ -1,4 +1,4 @@
-"""`cli.py report`: a sweep database read as the seeds' figures (experiments.susceptibility): the success rate per
+"""`cli.py report`: a sweep database read as the seeds' figures (experiments.study.susceptibility): the success rate per
 distortion cap (Robinson & Graham's 98.7% at RMS 0.01), the modify/mimic summary of seed 000 and the WordNet group
 table. Per-class rates count a success at the paper's cap (or the study's own, when lower); the curve stops at the
 study's cap, and rankings break rate ties by the mean RMS of the successes."""
@@ -29,8 +29,8 @@ def _rms(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments import susceptibility as sus
-    from experiments.sweep_store import SweepStore
+    from experiments.study import susceptibility as sus
+    from experiments.study.store import SweepStore
     from models import IMAGENET_CATEGORIES
 
     with SweepStore.read(args.db) as store:

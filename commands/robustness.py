@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from attacks import AttackError
-    from experiments.robustness import TRANSFORMS, evaluate_robustness
+    from experiments.robustness.robustness import TRANSFORMS, evaluate_robustness
     from images import load_image
     from models import class_index, get_spec, load_model
 

@@ -2,7 +2,7 @@
 
 Resumable: Ctrl-C or kill at any moment and run the same command again; nothing finished is recomputed and a file
 holding another study is refused (exit 2). `--engine ray` runs the same units on Ray actors
-(experiments.sweep_ray); `cli.py report --db FILE` reads the result.
+(experiments.study.ray_engine); `cli.py report --db FILE` reads the result.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from commands.common import add_model, add_output, emit
 
 if TYPE_CHECKING:
-    from experiments.sweep import Study
+    from experiments.study.sweep import Study
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def study_from(args: argparse.Namespace) -> Study:
-    from experiments.imagesets import Selection
-    from experiments.sweep import Study
+    from experiments.study.sweep import Study
+    from images.imagesets import Selection
 
     selection = Selection(per_class=args.per_class, limit=args.limit, seed=args.seed, drop_wrong=not args.keep_wrong)
     return Study(
@@ -57,10 +57,10 @@ def study_from(args: argparse.Namespace) -> Study:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from experiments.imagesets import open_image_set
-    from experiments.sweep import run_sweep
-    from experiments.sweep_ray import run_sweep_ray
-    from experiments.sweep_store import SweepStore
+    from experiments.study.ray_engine import run_sweep_ray
+    from experiments.study.store import SweepStore
+    from experiments.study.sweep import run_sweep
+    from images.imagesets import open_image_set
     from models import get_spec, load_model
 
     get_spec(args.model)

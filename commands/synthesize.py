@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from attacks.runner import save_png
     from experiments.common import check_choice, classify
-    from experiments.synthesis import (
+    from experiments.fooling.synthesis import (
         DEFAULT_STEPS,
         INITS,
         METHODS,

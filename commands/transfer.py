@@ -67,7 +67,7 @@ def available_models() -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from attacks import AttackError
     from attacks.runner import save_result
-    from experiments.transfer import attacked_model, evaluate_transfer, run_transfer
+    from experiments.transfer.transfer import attacked_model, evaluate_transfer, run_transfer
     from images import load_image
     from models import load_model, pil_to_tensor, resolve_targets
 

@@ -1,4 +1,5 @@
-"""`cli.py universal`: build one image-agnostic perturbation v for a model (experiments.universal, Moosavi-Dezfooli
+"""`cli.py universal`: build one image-agnostic perturbation v for a model (experiments.universal.universal,
+Moosavi-Dezfooli
 et al. 2017) and report how often it changes the label on training and held-out images; or, with --apply, the
 fooling ratio of a saved v on an image set."""
 
@@ -50,7 +51,7 @@ def holdout_count(value: float | None, n: int) -> int | None:
 
 def _images(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
     from attacks import AttackError
-    from experiments.universal import load_image_set
+    from experiments.universal.universal import load_image_set
 
     names, photos = load_image_set(args.images)
     if args.max_images is not None:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from experiments.universal import check_settings, compute_universal, save_perturbation
+    from experiments.universal.universal import check_settings, compute_universal, save_perturbation
     from models import load_model
 
     names, photos = _images(args)
@@ -122,7 +123,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     from attacks import AttackError
-    from experiments.universal import fooled_mask, load_perturbation, model_inputs
+    from experiments.universal.universal import fooled_mask, load_perturbation, model_inputs
     from models import load_model
 
     path = Path(args.apply)

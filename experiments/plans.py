@@ -16,10 +16,10 @@ from PIL import Image
 
 from attacks import DEFAULT_CONFIDENCE, Attack, Step, make_attack
 from attacks.runner import AttackResult, attack_targets, verify
+from experiments.fooling.synthesis import Progress, evolve, start_image, synthesize_gradient, visualize_class
 from experiments.presets import COMPARE_RUNS, MATRIX_ROWS, PLAIN_CONFIDENCE
-from experiments.robustness import EOT, evaluate_robustness
-from experiments.synthesis import Progress, evolve, start_image, synthesize_gradient, visualize_class
-from experiments.transfer import TransferResult, run_transfer
+from experiments.robustness.robustness import EOT, evaluate_robustness
+from experiments.transfer.transfer import TransferResult, run_transfer
 from models import Classifier
 
 OnStep = Callable[[Step], None]

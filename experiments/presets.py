@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.synthesis import DEFAULT_STEPS
+from experiments.fooling.synthesis import DEFAULT_STEPS
 from models import class_index
 
 # --------------------------------------------------------------------------------------------------- transfer

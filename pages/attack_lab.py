@@ -1,12 +1,15 @@
 """Attack Lab: pick an image, a model and a target class, press Run, and watch the classifier being fooled.
 
 Thin on purpose: widgets (ui.pickers) -> settings (ui.state, mirrored in the URL) -> the run (ui.run, drawn by
-ui.lab_view).
+experiments.lab.view).
 """
 
 import streamlit as st
 
-from ui import lab_record, lab_view, loaders, pickers, run, state, universal_view
+from experiments.lab import record as lab_record
+from experiments.lab import view as lab_view
+from experiments.universal import view as universal_view
+from ui import loaders, pickers, run, state
 from ui.router import through_router
 
 through_router()

@@ -1,8 +1,11 @@
 """Defenses and detection: what helps, what only seems to, and telling adversarial images apart.
 
-Widgets -> experiments.defenses.evaluate_defenses (run by ui.run; Stop keeps finished rows), experiments.defense_demo
-(one image three ways; the "Spot the adversarial" grid) and experiments.detection (the SVM of seed 004 sec. 4, feature
-squeezing), all cached or driven through ui.defenses_view. Seeds 001/002 propose the defenses; Athalye et al. 2018.
+Widgets -> experiments.defenses.defenses.evaluate_defenses (run by ui.run; Stop keeps finished rows),
+experiments.defenses.demo
+(one image three ways; the "Spot the adversarial" grid) and experiments.defenses.detection (the SVM of seed 004 sec. 4,
+feature
+squeezing), all cached or driven through experiments.defenses.view. Seeds 001/002 propose the defenses; Athalye et al.
+2018.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 import streamlit as st
 
 from attacks import ATTACKS, AttackError, make_attack
-from experiments.defenses import DEFENSES
-from experiments.detection import SQUEEZE_ATTACKS
+from experiments.defenses import view
+from experiments.defenses.defenses import DEFENSES
+from experiments.defenses.detection import SQUEEZE_ATTACKS
 from models import class_index
-from ui import defenses_view as view
 from ui import loaders, run, widgets
 from ui.pickers import param_input
 from ui.router import through_router

@@ -1,7 +1,9 @@
 """Fooling images: pictures of nothing that a classifier is 99% sure about, grown from noise while you watch.
 
-Widgets -> experiments.plans.fooling_images (experiments.synthesis's generators, run by ui.run) -> the live view of
-ui.fooling_view. Seed 004 sec. 3.2 (relabelling started from Gaussian noise) and seed 001 (Nguyen et al.: evolved
+Widgets -> experiments.plans.fooling_images (experiments.fooling.synthesis's generators, run by ui.run) -> the live
+view of
+experiments.fooling.view. Seed 004 sec. 3.2 (relabelling started from Gaussian noise) and seed 001 (Nguyen et al.:
+evolved
 and gradient fooling images; feature visualisation as the positive use of the same idea).
 """
 
@@ -13,9 +15,10 @@ from typing import Any
 import streamlit as st
 
 from experiments import plans
+from experiments.fooling import view as fooling_view
+from experiments.fooling.synthesis import INITS, Progress
 from experiments.presets import FOOLING_MODES, INIT_TITLES, fooling_defaults
-from experiments.synthesis import INITS, Progress
-from ui import fooling_view, run, widgets
+from ui import run, widgets
 from ui.router import through_router
 
 through_router()

@@ -1,6 +1,7 @@
 """How it works: three explainers a class can follow in five minutes each (issue 11).
 
-Widgets -> ui.explainers_view (cached computations from experiments.explainers, figures from ui.figures, the live
+Widgets -> experiments.explainers.view (cached computations from experiments.explainers, figures from ui.figures, the
+live
 jobs' work, run by ui.run). Seed 001's linear argument, seed 003's decision boundary, a digits network.
 """
 
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import explainers_view, run
+from experiments.explainers import view as explainers_view
+from ui import run
 from ui.router import through_router
 
 through_router()

@@ -1,8 +1,10 @@
 """Robustness: mirror, shift, crop, rotate, rescale, JPEG, blur, noise, brightness, contrast - does the adversarial
 label survive? And the attack that makes it survive: expectation over transformation (EOT).
 
-Widgets -> experiments.plans.robustness_parts (the plain attack and, through experiments.robustness.EOT, the EOT
-attack, each followed by every transformation; run by ui.run) -> ui.robustness_view (seed 004 sec. 3.1). Each part
+Widgets -> experiments.plans.robustness_parts (the plain attack and, through experiments.robustness.robustness.EOT, the
+EOT
+attack, each followed by every transformation; run by ui.run) -> experiments.robustness.view (seed 004 sec. 3.1). Each
+part
 is kept the moment it finishes, so a Stop keeps what was reached.
 """
 
@@ -15,9 +17,10 @@ import streamlit as st
 from attacks import ATTACKS, AttackError, Step, make_attack
 from experiments import plans
 from experiments.presets import ROBUSTNESS_DEFAULTS, eot_params
+from experiments.robustness import view as robustness_view
 from images import ImageError
 from models import IMAGENET_CATEGORIES, class_index
-from ui import loaders, robustness_view, run, widgets
+from ui import loaders, run, widgets
 from ui.pickers import param_input
 from ui.router import through_router
 

@@ -2,8 +2,8 @@
 or to mimic -- Robinson & Graham's 98.7% at RMS 0.01 (seed 004 sec. 3.1) and seed 000's modify/mimic figures.
 
 Opens on the study that ships with the app (no computing); any database `cli.py sweep` wrote can be opened, and a
-small study can be run here (ui.run; experiments.sweep), its rows kept in a session database when stopped.
-Glue and figures: ui.study_view.
+small study can be run here (ui.run; experiments.study.sweep), its rows kept in a session database when stopped.
+Glue and figures: experiments.study.view.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 import streamlit as st
 
-from experiments.sweep import Progress
-from experiments.sweep_store import StoreError
+from experiments.study import view as study_view
+from experiments.study.store import StoreError
+from experiments.study.sweep import Progress
 from images import ImageError
-from ui import run, study_view, widgets
+from ui import run, widgets
 from ui.router import through_router
 
 through_router()

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 
 import streamlit as st
 
-from attacks import AttackError, Step, make_attack
+from attacks import AttackError, make_attack
 from experiments import plans
 from experiments.presets import RELABEL_TARGET, TRANSFER_PRESETS
-from experiments.transfer import TransferResult
+from experiments.transfer import view as transfer_view
+from experiments.transfer.transfer import TransferResult
 from images import ImageError
 from models import IMAGENET_CATEGORIES, OFFLINE_MODELS, class_index
-from ui import loaders, run, transfer_view, widgets
+from ui import loaders, run, widgets
 from ui.router import through_router
 
 through_router()
@@ -108,16 +109,6 @@ with settings:
         st.session_state[HISTORY] = []
 
 
-def progress(step: Step) -> None:
-    part, total = job.data["part"], job.data["part"].attack.total_steps()
-    top = int(step.probs[0].argmax())
-    bar.progress(
-        min(1.0, step.index / max(total, 1)),
-        text=f"{job.data['running']}{part.attack.title} on {' + '.join(part.sources)}: step {step.index}/{total}: "
-        f"the attacked model says {IMAGENET_CATEGORIES[top]} ({float(step.probs[0, top]):.0%})",
-    )
-
-
 def start() -> Iterator[TransferResult]:
     """The runs Run or the comparison asked for (the comparison from every usable offline model)."""
     if picked is None:
@@ -137,7 +128,8 @@ def start() -> Iterator[TransferResult]:
         goal = "targeted" if target is not None else "untargeted"
         parts = [plans.TransferPart(goal, attack, tuple(sources), target, diversity)]
     history = st.session_state.setdefault(HISTORY, [])
-    on_step = run.progress(job, run.Draw(progress, run.Throttle(min_interval=0.4)))
+    draw = run.Draw(lambda step: transfer_view.step_progress(bar, job.data, step), run.Throttle(min_interval=0.4))
+    on_step = run.progress(job, draw)
     return plans.transfer_runs(
         picked.image,
         parts,

@@ -1,7 +1,8 @@
 """Universal perturbations: one faint pattern v that changes the model's label on most photos (seed 003;
 Moosavi-Dezfooli et al., CVPR 2017). Opens with the perturbation shipped for the default model, applied to a sample.
 
-Widgets -> experiments.universal.compute_universal (run by ui.run) -> ui.universal_view: amplified v, fooling-ratio
+Widgets -> experiments.universal.universal.compute_universal (run by ui.run) -> experiments.universal.view: amplified
+v, fooling-ratio
 curves, held-out grid, before/after on any photo, the cross-model table, save and load.
 """
 
@@ -10,10 +11,9 @@ from __future__ import annotations
 import streamlit as st
 
 from attacks import AttackError
-from experiments import universal
+from experiments.universal import universal, view
 from models import OFFLINE_MODELS
 from ui import run, widgets
-from ui import universal_view as view
 from ui.router import through_router
 
 through_router()

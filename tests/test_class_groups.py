@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.imagesets import imagenet_wnids
-from experiments.susceptibility import CLASS_GROUPS_FILE, load_class_groups
+from experiments.study.susceptibility import CLASS_GROUPS_FILE, load_class_groups
+from images.imagesets import imagenet_wnids
 from models import IMAGENET_CATEGORIES, class_index
 
 ROOT = Path(__file__).resolve().parents[1]

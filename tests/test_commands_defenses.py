@@ -10,7 +10,7 @@ import pytest
 
 import cli
 from commands.defend import DEFENSE_NAMES
-from experiments.defenses import DEFENSES
+from experiments.defenses.defenses import DEFENSES
 from images import SAMPLES
 from images.samples import load_sample
 

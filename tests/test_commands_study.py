@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import cli
-from experiments.susceptibility import PAPER_CAP, success_by_cap
-from experiments.sweep import Study
-from experiments.sweep_store import SweepStore
+from experiments.study.store import SweepStore
+from experiments.study.susceptibility import PAPER_CAP, success_by_cap
+from experiments.study.sweep import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "data" / "study" / "lite0_samples.sqlite"

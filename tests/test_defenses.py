@@ -1,5 +1,5 @@
 """Defenses: each changes the input exactly as its peer library does, keeps the classifier interface, and the
-adaptive attacker (BPDA / EOT) really differentiates the defended model (experiments/defenses.py)."""
+adaptive attacker (BPDA / EOT) really differentiates the defended model (experiments/defenses/defenses.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from scipy import ndimage
 from tinynet import TinyClassifier
 
 from attacks import AttackError
-from experiments.defenses import (
+from experiments.defenses.defenses import (
     BPDA,
     DEFENSES,
     evaluate_defenses,
     make_defense,
     median_filter,
 )
-from experiments.imagesets import LabelledImage
+from images.imagesets import LabelledImage
 from models import pil_to_tensor, tensor_to_pil
 
 
@@ -213,7 +213,7 @@ def test_adaptive_attack_beats_the_nonadaptive_one_on_lite0() -> None:
     """JPEG q75 and 3x3 median in front of Lite0: the bare model's relabelled images stop fooling them, BPDA through
     the defense fools them more often. If `attackable('adaptive')` silently returned the plain model, the adaptive
     images would be the bare ones and both columns would be equal."""
-    from experiments.imagesets import labelled_set
+    from images.imagesets import labelled_set
     from models import load_model
 
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ui import defenses_view
+from experiments.defenses import view as defenses_view
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "defenses.py")
@@ -79,7 +79,7 @@ def test_spot_the_adversarial_is_the_same_grid_for_the_same_seed() -> None:
 def test_the_bar_chart_names_each_denominator_and_labels_bars_with_counts() -> None:
     """Issue 17 item 11: the grouped bars mixed denominators (all images vs those the defense keeps right) with
     nothing to say so. Each series' legend names its denominator; each bar is labelled k/n and its height is k/n."""
-    from experiments.defenses import DefenseReport, DefenseRow  # noqa: PLC0415
+    from experiments.defenses.defenses import DefenseReport, DefenseRow  # noqa: PLC0415
 
     row = DefenseRow("bits", "Bit-depth reduction", {"bits": 5.0}, "BPDA", 8, 6, 7, 2, 5, 6, 0.1)
     report = DefenseReport("m", "relabel", {}, True, 10, 8, 7, 0, [row])

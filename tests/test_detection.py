@@ -1,5 +1,5 @@
 """Detection: the RBF-SVM over grouped random splits (and its shuffled-label control), feature squeezing's score
-and ROC (experiments/detection.py)."""
+and ROC (experiments/defenses/detection.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from tinynet import TinyClassifier
 
 from attacks import AttackError
-from experiments.detection import (
+from experiments.defenses.detection import (
     _grouped_split,
     augmented_crops,
     calibration_half,
@@ -157,7 +157,7 @@ def test_svm_on_real_penultimate_features_and_its_random_label_control(lite0) ->
     """Lite0 features of crops of the two jeep photos vs crops of six other photos, split at random by crop: the SVM
     tells them apart; with shuffled training labels it scores near chance (nothing leaks). (Split by photo, two jeep
     photos are too few to generalise from one to the other: that is what run_svm_detection reports as well.)"""
-    from experiments.detection import shipped_detection_sets
+    from experiments.defenses.detection import shipped_detection_sets
 
     exemplars, others = shipped_detection_sets(lite0, "jeep")
     assert len(exemplars) == 2
@@ -177,7 +177,7 @@ def test_svm_on_real_penultimate_features_and_its_random_label_control(lite0) ->
 
 @pytest.mark.slow
 def test_relabelled_impostors_end_to_end(lite0) -> None:
-    from experiments.detection import shipped_detection_sets
+    from experiments.defenses.detection import shipped_detection_sets
     from models import class_index
 
     exemplars, others = shipped_detection_sets(lite0, "jeep")

@@ -127,7 +127,8 @@ def test_transfer_target_equal_to_the_class_is_refused_before_run() -> None:
 
 
 def test_transfer_ensemble_refuses_the_ensembles_class() -> None:
-    """For an ensemble the source class is the ensemble's (experiments.transfer.source_class), as in the run."""
+    """For an ensemble the source class is the ensemble's (experiments.transfer.transfer.source_class), as in the
+    run."""
     at = _page("transfer")
     at.multiselect(key="exp.transfer.sources").set_value(["efficientnet_lite0", "efficientnet_lite1"]).run()
     _clean(at)
@@ -139,7 +140,7 @@ def test_transfer_ensemble_refuses_the_ensembles_class() -> None:
 
 
 def test_transfer_source_class_is_the_runs_source(lite0) -> None:
-    from experiments.transfer import run_transfer, source_class
+    from experiments.transfer.transfer import run_transfer, source_class
     from images import load_image
     from models import load_model
 

@@ -15,8 +15,7 @@ from attacks import AttackError, Goal, make_attack
 from attacks.metrics import quantize, rms
 from attacks.runner import attack_targets, run_batch
 from experiments.common import classify
-from experiments.robustness import EOT, TRANSFORMS, EOTConfig, eot_transform, evaluate_robustness
-from experiments.synthesis import (
+from experiments.fooling.synthesis import (
     evolve,
     gaussian_blur,
     start_image,
@@ -24,10 +23,11 @@ from experiments.synthesis import (
     total_variation,
     visualize_class,
 )
-from experiments.transfer import evaluate_transfer, matrix, run_transfer
-from experiments.wrappers import DiverseInput, MeanLogitEnsemble, RandomTransformModel, resize_pad
+from experiments.robustness.robustness import EOT, TRANSFORMS, EOTConfig, eot_transform, evaluate_robustness
+from experiments.transfer.transfer import evaluate_transfer, matrix, run_transfer
 from images import SAMPLES, load_image
 from models import class_index, load_model, pil_to_tensor, tensor_to_pil
+from models.wrappers import DiverseInput, MeanLogitEnsemble, RandomTransformModel, resize_pad
 
 UMBRELLA = 879
 

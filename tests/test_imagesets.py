@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from tinynet import TinyClassifier
 
-from experiments import imagesets
-from experiments.imagesets import (
+from images import SAMPLES, imagesets
+from images.imagesets import (
     ImageItem,
     ImageSetError,
     ImageSetUnavailable,
@@ -26,7 +26,6 @@ from experiments.imagesets import (
     screen,
     select_images,
 )
-from images import SAMPLES
 from models import class_index
 
 

@@ -80,7 +80,7 @@ def test_the_transfer_panel_shows_the_model_the_widgets_name() -> None:
 def test_untargeted_rows_that_take_the_attacked_models_label_are_flagged() -> None:
     """Issue 17 item 10: an untargeted row counted as fooled when the other model moved from its own clean label to
     the attacked model's clean label (a class reads it as "got it right"). The rule is stated, and that row flagged."""
-    from experiments.transfer import evaluate_transfer  # noqa: PLC0415
+    from experiments.transfer.transfer import evaluate_transfer  # noqa: PLC0415
 
     model = _Tiny(0)
     g = torch.Generator().manual_seed(9)

@@ -95,7 +95,7 @@ def test_an_attack_lab_run_is_the_cli_run_with_the_same_seed(clf, images, target
     """Issue 17 item 4: the Attack Lab forced confidence 0 for untargeted runs (PGD "succeeded" at step 0 from its
     random start on a near tie) while the CLI asks p >= --confidence. Now the page's Step stream is the CLI's run:
     same rule, same per-sample seed, so the same final image, stop index and verdict."""
-    from experiments.lab import attack_steps  # noqa: PLC0415 - the page's engine, tested beside the CLI's
+    from experiments.lab.steps import attack_steps  # noqa: PLC0415 - the page's engine, tested beside the CLI's
 
     original = tensor_to_pil(images[2:3])
     attack = make_attack("pgd", eps=8, step_size=2, steps=8, random_start=1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.susceptibility import (
+from experiments.study.store import Row
+from experiments.study.susceptibility import (
     Rate,
     caps_within,
     group_matrix,
@@ -19,7 +20,6 @@ from experiments.susceptibility import (
     summary,
     ties,
 )
-from experiments.sweep_store import Row
 
 # Three classes: 0 and 1 are "pets", 2 is "cloth". (source, target, success, rms, iterations)
 _SPEC = [

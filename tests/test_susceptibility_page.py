@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from experiments.susceptibility import PAPER_CAP, success_by_cap
-from experiments.sweep_store import SweepStore
+from experiments.study.store import SweepStore
+from experiments.study.susceptibility import PAPER_CAP, success_by_cap
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "susceptibility.py")
@@ -38,7 +38,7 @@ def test_opens_on_the_shipped_study_with_the_rate_at_the_papers_cap() -> None:
 
 
 def test_a_tighter_cap_recounts_every_figure() -> None:
-    from experiments.susceptibility import summary
+    from experiments.study.susceptibility import summary
 
     with SweepStore.read(ROOT / "data" / "study" / "lite0_samples.sqlite") as store:
         expected = summary(store.rows(), 0.005)
@@ -88,9 +88,9 @@ def test_a_two_pair_study_run_from_the_page_finishes() -> None:
 
 
 def _clicked_class_examples() -> None:
-    from experiments.susceptibility import PAPER_CAP
+    from experiments.study import view as study_view
+    from experiments.study.susceptibility import PAPER_CAP
     from models import IMAGENET_CATEGORIES
-    from ui import study_view
 
     params, rows = study_view.read(study_view.SHIPPED)
     study_view._examples(params, rows, f"c:{IMAGENET_CATEGORIES.index('prayer rug')}", "t", PAPER_CAP)

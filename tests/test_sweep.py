@@ -20,9 +20,9 @@ from tinynet import TinyClassifier
 
 from attacks import AttackError
 from attacks.runner import attack_targets
-from experiments.imagesets import Selection
-from experiments.sweep import Study, iter_units, plan_pairs, run_sweep, run_unit
-from experiments.sweep_store import Row, StoreError, SweepStore
+from experiments.study.store import Row, StoreError, SweepStore
+from experiments.study.sweep import Study, iter_units, plan_pairs, run_sweep, run_unit
+from images.imagesets import Selection
 from models import pil_to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_a_faster_attacked_path_never_judges(model, one_thread):
 
 
 def _screened(item):
-    from experiments.imagesets import Screened
+    from images.imagesets import Screened
 
     return Screened(item.id, item.label, item.label)
 

@@ -12,12 +12,12 @@ from sweep_worker import one_torch_thread, rows_key, tiny_image_set, tiny_study
 from tinynet import TinyClassifier
 
 from attacks import AttackError
-from experiments.sweep import run_sweep
-from experiments.sweep_store import SweepStore
+from experiments.study.store import SweepStore
+from experiments.study.sweep import run_sweep
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray (pip install -r requirements.txt)")
 
-from experiments.sweep_ray import OBJECT_STORE_MEMORY, run_sweep_ray  # noqa: E402
+from experiments.study.ray_engine import OBJECT_STORE_MEMORY, run_sweep_ray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 _COUNT = "SELECT COUNT(*), COUNT(DISTINCT image_id || '/' || target) FROM rows"

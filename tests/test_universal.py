@@ -14,7 +14,7 @@ from attacks import AttackError, Goal
 from attacks.deepfool import DeepFool
 from attacks.metrics import quantize
 from experiments.common import exhaust
-from experiments.universal import (
+from experiments.universal.universal import (
     apply_perturbation,
     compute_universal,
     cross_model_table,

@@ -126,7 +126,7 @@ def test_attack_lab_adds_the_sessions_universal_perturbation() -> None:
 def test_sidecar_heldout_figures_recompute_from_the_npy() -> None:
     """The sidecar's figures on the shipped held-out photos recompute from the .npy by universal.evaluate, the split
     is the 999 photos' with sizes, and v beats the same-L-inf noise control on photos it never saw."""
-    from experiments import universal
+    from experiments.universal import universal
     from models import load_model
 
     meta = _shipped_meta()

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from experiments.lab import cam_images
+from experiments.lab.steps import cam_images
 from images import load_image, sample_thumbnail
 from models import Classifier, UnknownModelError, WeightsUnavailable, load_model, pil_to_tensor
 

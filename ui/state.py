@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from attacks import ATTACKS, DEFAULT_ATTACK, DEFAULT_CONFIDENCE
-from experiments.lab import LEAST_LIKELY, RANDOM, UNTARGETED
+from experiments.lab.steps import LEAST_LIKELY, RANDOM, UNTARGETED
 from images import SAMPLES
 from models import DEFAULT_MODEL, IMAGENET_CATEGORIES, MODELS, UnknownClassError, class_index
 

@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from experiments import transfer
+from experiments.transfer import transfer
 from images import SAMPLES, ImageError, frame_count, load_image
 from models import IMAGENET_CATEGORIES, MODELS, OFFLINE_MODELS, Classifier, tensor_to_pil, weights_cached
 from ui import loaders
@@ -216,7 +216,7 @@ def model_class(model_name: str, picked: PickedImage) -> int:
 
 def attacked_class(model_names: Sequence[str], picked: PickedImage) -> int:
     """The class a transfer run starts from: the one attacked model's, or the ensemble's (mean of the logits) when
-    several are attacked - experiments.transfer.source_class, the definition the run itself uses."""
+    several are attacked - experiments.transfer.transfer.source_class, the definition the run itself uses."""
     if len(model_names) == 1:
         return model_class(model_names[0], picked)
     return _ensemble_class(tuple(model_names), picked.sample_id, picked.data)

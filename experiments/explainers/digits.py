@@ -3,7 +3,7 @@ noise (seed 001, Nguyen et al.: "white noise the network calls a 7 with 99.99%",
 a "not a digit" class), and adversarial training with PGD (Madry et al.) compared with standard training.
 
 Pixels are in [0,1] (the dataset's 0..16 divided by 16), shape (N, 1, 8, 8). Attacks are the engine's own (PGD,
-relabelling from noise via experiments.synthesis), checked on the 8-bit image like every other attack here.
+relabelling from noise via experiments.fooling.synthesis), checked on the 8-bit image like every other attack here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from attacks import PGD, AttackError, Goal
 from attacks.runner import run_batch, sample_seed
 from experiments.common import check_number, exhaust
-from experiments.synthesis import Progress, synthesize_gradient
+from experiments.fooling.synthesis import Progress, synthesize_gradient
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "digits"
 WEIGHTS = {"standard": DATA_DIR / "standard.pt", "robust": DATA_DIR / "robust.pt"}

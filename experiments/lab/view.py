@@ -1,7 +1,7 @@
 """The Attack Lab's live view: fixed placeholders redrawn in place while a run goes on, then the verdict on the
 8-bit image, the downloads and the replay scrubber. `live` is the page's whole run: start, resume, finish, draw.
 
-Drawing only: the numbers come from ui.lab_record, the run's control from ui.run, the figures from ui.figures.
+Drawing only: the numbers come from experiments.lab.record, the run's control from ui.run, the figures from ui.figures.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import streamlit as st
 
 from attacks import AttackError
 from attacks.runner import Verdict
-from experiments.lab import difference_image
+from experiments.lab import record as lab_record
+from experiments.lab.record import RECORD, RunRecord
+from experiments.lab.steps import difference_image
 from models import IMAGENET_CATEGORIES
-from ui import figures, lab_record, loaders, run, state
-from ui.lab_record import RECORD, RunRecord
+from ui import figures, loaders, run, state
 from ui.pickers import AttackChoice, ImageChoice, ModelInput
 
 

@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from attacks import AttackError, Goal, make_attack
 from attacks.metrics import rms
 from experiments.common import check_number
-from experiments.defenses import attack_in_chunks, bit_depth, median_filter
+from experiments.defenses.defenses import attack_in_chunks, bit_depth, median_filter
 from models import class_index, pil_to_tensor
 
 # --- features and augmentation --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from attacks.runner import AttackResult
-from experiments.robustness import TRANSFORMS, RobustnessReport
+from experiments.robustness.robustness import TRANSFORMS, RobustnessReport
 from ui import figures, widgets
 
 PLAIN_COLOUR, EOT_COLOUR = figures.SOURCE_COLOUR, figures.TARGET_COLOUR

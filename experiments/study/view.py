@@ -1,6 +1,7 @@
 """The Susceptibility page's glue: open a study database (shipped, uploaded or run here), draw seed 000's and
-Robinson & Graham's figures from its rows (experiments.susceptibility), and show a clicked point's or cell's example,
-recomputed on demand (experiments.study_examples). No gradients here."""
+Robinson & Graham's figures from its rows (experiments.study.susceptibility), and show a clicked point's or cell's
+example,
+recomputed on demand (experiments.study.examples). No gradients here."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from typing import Any
 import streamlit as st
 from PIL import ImageOps
 
-from experiments import susceptibility as sus
-from experiments.imagesets import Selection, open_image_set
-from experiments.sweep import Progress, Study, run_sweep
-from experiments.sweep_store import Row, StoreError, SweepStore
+from experiments.study import susceptibility as sus
+from experiments.study.store import Row, StoreError, SweepStore
+from experiments.study.sweep import Progress, Study, run_sweep
 from images import ImageError
+from images.imagesets import Selection, open_image_set
 from models import IMAGENET_CATEGORIES, UnknownModelError, WeightsUnavailable
 from ui import figures, loaders, widgets
 
@@ -285,7 +286,7 @@ def thumbnail(image_set: str, image_id: str, size: int = 96) -> bytes:
 
 
 def _study_image(image_set: str, image_id: str) -> Any:
-    from experiments.study_examples import study_image
+    from experiments.study.examples import study_image
 
     return study_image(image_set, image_id)
 
@@ -324,7 +325,7 @@ def ranked_classes(
 
 @st.cache_data(max_entries=32, show_spinner="Recomputing this pair's attack…")
 def example(params_json: str, image_id: str, target: int) -> dict[str, Any]:
-    from experiments.study_examples import recompute
+    from experiments.study.examples import recompute
 
     params = json.loads(params_json)
     ex = recompute(loaders.get_model(params["model"]), params, image_id, target)

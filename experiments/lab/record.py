@@ -17,7 +17,7 @@ import numpy as np
 
 from attacks import Step
 from attacks.runner import Verdict, verify
-from experiments.lab import attack_steps, resolve_target, step_numbers
+from experiments.lab.steps import attack_steps, resolve_target, step_numbers
 from models import IMAGENET_CATEGORIES
 from ui import figures, loaders, state
 from ui.pickers import AttackChoice, ImageChoice, ModelInput

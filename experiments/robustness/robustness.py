@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from attacks import AttackError, Param
 from experiments.common import classify, resize_input
-from experiments.wrappers import RandomTransformModel
 from models import Classifier
+from models.wrappers import RandomTransformModel
 
 
 def _mirror(im: Image.Image, strength: float, seed: int) -> Image.Image:

@@ -17,9 +17,9 @@ from PIL import Image
 from torch import nn
 
 from attacks.runner import attack_targets
-from experiments.imagesets import ImageItem, ImageSet, ImageSetError, load_input, open_image_set
-from experiments.lab import difference_image
-from experiments.sweep import Study
+from experiments.lab.steps import difference_image
+from experiments.study.sweep import Study
+from images.imagesets import ImageItem, ImageSet, ImageSetError, load_input, open_image_set
 
 GAIN = 10.0  # the amplification of the difference image, as on the other pages
 
@@ -64,7 +64,7 @@ def recompute(model: nn.Module, params: dict[str, Any], image_id: str, target: i
         [target],
         confidence=study.confidence,
         seed=study.seed,
-        seed_keys=(image_id,),  # the sweep's seed for this pair (experiments.sweep.run_unit)
+        seed_keys=(image_id,),  # the sweep's seed for this pair (experiments.study.sweep.run_unit)
     )
     verdict = result.verdict
     return Example(

@@ -1,4 +1,4 @@
-"""The figures of issue #4, measured on the offline models: `python -m experiments.report [--samples N]`.
+"""The figures of issue #4, measured on the offline models: `python -m experiments.transfer.report [--samples N]`.
 
 1. Transfer matrix (source model x evaluation model, fraction of images fooled) for the paper's relabelling
    (targeted, stopped at the first 8-bit success, RMS cap 0.01) and for untargeted PGD at a larger budget (L-inf
@@ -27,10 +27,10 @@ import torch
 from attacks import make_attack
 from attacks.runner import attack_targets
 from experiments.common import classify
-from experiments.imagesets import labelled_set
-from experiments.robustness import EOT, evaluate_robustness
-from experiments.transfer import run_transfer
+from experiments.robustness.robustness import EOT, evaluate_robustness
+from experiments.transfer.transfer import run_transfer
 from images import load_image
+from images.imagesets import labelled_set
 from models import OFFLINE_MODELS, load_model
 
 CHECKS = (("mirror", 1.0), ("shift", 4.0), ("jpeg", 75.0))

@@ -455,9 +455,9 @@ def cross_model_table(
 
 
 def load_image_set(name: str) -> tuple[list[str], list[Image.Image]]:
-    """Ids and images of an image set by the study's names (experiments.imagesets: "samples", "imagenette" or a
+    """Ids and images of an image set by the study's names (images.imagesets: "samples", "imagenette" or a
     folder in any layout, labelled or not); files that cannot be read are skipped there, never fatal."""
-    from experiments.imagesets import open_image_set
+    from images.imagesets import open_image_set
 
     image_set = open_image_set(name)
     if not image_set.items:

@@ -20,8 +20,8 @@ from PIL import Image
 from attacks import DEFAULT_CONFIDENCE, Attack, AttackError, Param, Step
 from attacks.runner import AttackResult, attack_targets
 from experiments.common import classify
-from experiments.wrappers import DiverseInput, MeanLogitEnsemble
 from models import Classifier, load_model, pil_to_tensor
+from models.wrappers import DiverseInput, MeanLogitEnsemble
 
 ModelLoader = Callable[[str], Classifier]
 

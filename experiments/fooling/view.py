@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from experiments.synthesis import Progress
+from experiments.fooling.synthesis import Progress
 from models import IMAGENET_CATEGORIES
 from ui import figures, widgets
 

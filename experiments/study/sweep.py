@@ -31,8 +31,8 @@ from attacks import DEFAULT_ATTACK, Attack, AttackError, Goal, make_attack
 from attacks.metrics import linf, rms
 from attacks.runner import default_chunk, run_batch, sample_seed
 from experiments.common import check_number
-from experiments.imagesets import ImageSet, Screened, Selection, choose, load_input, ordered, screen
-from experiments.sweep_store import Row, SweepStore
+from experiments.study.store import Row, SweepStore
+from images.imagesets import ImageSet, Screened, Selection, choose, load_input, ordered, screen
 from models import class_index, pil_to_tensor
 
 
@@ -258,7 +258,7 @@ def run_sweep(
     """Screen and choose the images, then attack every pair not yet in the store, committing unit by unit.
 
     Closing the generator (Stop, Ctrl-C) or killing the process keeps every committed unit; running the same study
-    on the same store again continues where it stopped. experiments.sweep_ray.run_sweep_ray is the same on Ray.
+    on the same store again continues where it stopped. experiments.study.ray_engine.run_sweep_ray is the same on Ray.
     """
     pairs, done = yield from prepare_sweep(model, image_set, study, store)
     count = sum((image_id, t) in done for image_id, _, t in pairs)

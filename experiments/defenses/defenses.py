@@ -59,12 +59,12 @@ from torch import Tensor, nn
 
 from attacks import Attack, AttackError, Goal, Param, Step, make_attack
 from attacks.runner import run_batch, sample_seed
-from experiments import robustness
 from experiments.common import check_number
-from experiments.imagesets import LabelledImage, labelled_set
-from experiments.synthesis import gaussian_blur
-from experiments.wrappers import RandomTransformModel, resize_batch, resize_pad
+from experiments.fooling.synthesis import gaussian_blur
+from experiments.robustness import robustness
+from images.imagesets import LabelledImage, labelled_set
 from models import OFFLINE_MODELS, load_model, pil_to_tensor
+from models.wrappers import RandomTransformModel, resize_batch, resize_pad
 
 # --- the transforms as functions ------------------------------------------------------------------------------
 

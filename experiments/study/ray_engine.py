@@ -4,7 +4,7 @@ Why Ray (an existing engine, not a scheduler of our own): the full study (50,000
 GPUs, and Ray places actors on them (num_gpus=1 each: Ray sets CUDA_VISIBLE_DEVICES per actor), retries nothing we
 have to track, and runs the same code on a laptop's local cluster and on a real one (`address=`).
 
-How: the driver screens and plans exactly as experiments.sweep.run_sweep does (prepare_sweep, iter_units), so the
+How: the driver screens and plans exactly as experiments.study.sweep.run_sweep does (prepare_sweep, iter_units), so the
 units, and therefore the rows, are the same; each unit (a block of (image, target) pairs with the images' 8-bit
 model inputs, so workers need no file access) goes to an actor that keeps its model loaded and calls the same pure
 `run_unit`. Rows stream back to this one process, which is the only writer of the SQLite store; a unit's rows are
@@ -28,9 +28,9 @@ from torch import nn
 
 from attacks import AttackError
 from attacks.runner import default_chunk
-from experiments.imagesets import ImageSet
-from experiments.sweep import Progress, Study, Unit, iter_units, prepare_sweep, run_unit
-from experiments.sweep_store import Row, SweepStore
+from experiments.study.store import Row, SweepStore
+from experiments.study.sweep import Progress, Study, Unit, iter_units, prepare_sweep, run_unit
+from images.imagesets import ImageSet
 
 #: A model for the workers: a registry name (models.load_model) or a picklable callable that returns the model.
 ModelSource = str | Callable[[], nn.Module]
@@ -119,7 +119,7 @@ def run_sweep_ray(
     object_store_memory: int = OBJECT_STORE_MEMORY,
     runtime_env: dict[str, Any] | None = None,
 ) -> Iterator[Progress]:
-    """experiments.sweep.run_sweep on Ray actors: the same Progress stream, rows, store and resume.
+    """experiments.study.sweep.run_sweep on Ray actors: the same Progress stream, rows, store and resume.
 
     model: registry name or picklable factory (each worker builds its own; the driver builds one to screen).
     address: an existing cluster ("auto", "HOST:6379", "ray://HOST:10001"); None starts a local one with

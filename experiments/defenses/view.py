@@ -1,4 +1,4 @@
-"""The Defenses page's glue: cached runs of experiments.defense_demo / experiments.detection keyed by plain
+"""The Defenses page's glue: cached runs of experiments.defenses.demo / experiments.defenses.detection keyed by plain
 arguments, the defense table and its grouped bar chart, the ROC curves, and the "Spot the adversarial" grid."""
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from experiments import defense_demo
-from experiments.defenses import DefenseReport, evaluate_defenses
-from experiments.detection import (
+from experiments.defenses import demo as defense_demo
+from experiments.defenses.defenses import DefenseReport, evaluate_defenses
+from experiments.defenses.detection import (
     SHIPPED_CROPS,
     SHIPPED_PER_SIDE,
     run_squeeze_detection,
     run_svm_detection,
     shipped_detection_sets,
 )
-from experiments.imagesets import labelled_set
+from images.imagesets import labelled_set
 from models import IMAGENET_CATEGORIES
 from ui import figures, loaders, widgets
 

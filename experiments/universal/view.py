@@ -1,7 +1,7 @@
 """The Universal perturbation page's glue: cached image sets and perturbations, the live view of a run (amplified v,
 fooling-ratio curves), the held-out grid, before/after on one photo, the cross-model heatmap, save and load.
 
-The tensor work is experiments.universal's; here everything is numpy, PNG bytes and plotly dicts.
+The tensor work is experiments.universal.universal's; here everything is numpy, PNG bytes and plotly dicts.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from attacks import AttackError
-from experiments import universal
+from experiments.universal import universal
 from images import load_image
 from models import IMAGENET_CATEGORIES, OFFLINE_MODELS
 from ui import figures, loaders, widgets

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields
 from typing import Any
 
-from experiments.imagesets import Screened
+from images.imagesets import Screened
 
 #: "ADLS" (Adversarial Lab sweep) in SQLite's application_id header field.
 APPLICATION_ID = 0x41444C53

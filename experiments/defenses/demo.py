@@ -2,7 +2,8 @@
 
 three_cases: one image, one defense, the three attackers of Athalye et al. (2018): the bare model attacked; the bare
 model's adversarial image passed through the defense (an attacker who ignores it); the adaptive attacker's image
-(BPDA / EOT / exact gradients, experiments.defenses.Defense.attackable). Each verdict is the classifier's own on the
+(BPDA / EOT / exact gradients, experiments.defenses.defenses.Defense.attackable). Each verdict is the classifier's own
+on the
 saved 8-bit image: the plain model for the first, the defended classifier for the other two.
 
 spot_grid: "Spot the adversarial": `n` labelled sample photos picked by the seed, a seeded subset of them relabelled
@@ -20,9 +21,9 @@ import torch
 from PIL import Image
 
 from attacks import AttackError, Goal, make_attack
-from experiments.defenses import ResizePadDefense, attack_in_chunks, make_defense
-from experiments.detection import squeeze_scores
-from experiments.imagesets import labelled_set
+from experiments.defenses.defenses import ResizePadDefense, attack_in_chunks, make_defense
+from experiments.defenses.detection import squeeze_scores
+from images.imagesets import labelled_set
 from models import pil_to_tensor
 
 SPOT_ATTACK = {"step_size": 1.0, "steps": 100, "max_rms": 0.01}  # the paper's relabelling, stopped at success

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from attacks import ATTACKS
-from experiments.lab import difference_image
-from experiments.transfer import TransferResult
+from attacks import ATTACKS, Step
+from experiments.lab.steps import difference_image
+from experiments.transfer.transfer import TransferResult
 from images import ImageError
 from models import IMAGENET_CATEGORIES
 from ui import figures, widgets
@@ -61,6 +61,17 @@ def target_allowed(sources: list[str], picked: widgets.PickedImage, target: int 
         return False
     st.caption(f"In the clean image (before any attack), {who} sees **{widgets.class_name(source_class)}**.")
     return True
+
+
+def step_progress(bar: Any, data: dict[str, Any], step: Step) -> None:
+    """The progress bar during a run: which part of how many, the step, and what the attacked model says now."""
+    part, total = data["part"], data["part"].attack.total_steps()
+    top = int(step.probs[0].argmax())
+    bar.progress(
+        min(1.0, step.index / max(total, 1)),
+        text=f"{data['running']}{part.attack.title} on {' + '.join(part.sources)}: step {step.index}/{total}: "
+        f"the attacked model says {IMAGENET_CATEGORIES[top]} ({float(step.probs[0, top]):.0%})",
+    )
 
 
 def show_result(result: TransferResult) -> None:

@@ -26,8 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from experiments.imagesets import imagenet_wnids
-from experiments.sweep_store import Row
+from experiments.study.store import Row
+from images.imagesets import imagenet_wnids
 
 #: Distortion caps of the success-rate curve (RMS, [0,1] pixel units); 0.01 is the paper's.
 CAPS: tuple[float, ...] = (0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03)
