@@ -1,6 +1,7 @@
 """Fooling images: pictures of nothing that a classifier is 99% sure about, grown from noise while you watch.
 
-Widgets -> experiments.plans.fooling_images (experiments.fooling.synthesis's generators, run by ui.run) -> the live
+Widgets -> experiments.fooling.plans.fooling_images (experiments.fooling.synthesis's generators, run by ui.run) -> the
+live
 view of
 experiments.fooling.view. Seed 004 sec. 3.2 (relabelling started from Gaussian noise) and seed 001 (Nguyen et al.:
 evolved
@@ -14,10 +15,10 @@ from typing import Any
 
 import streamlit as st
 
-from experiments import plans
+from experiments.fooling import plans
 from experiments.fooling import view as fooling_view
+from experiments.fooling.presets import FOOLING_MODES, INIT_TITLES, fooling_defaults
 from experiments.fooling.synthesis import INITS, Progress
-from experiments.presets import FOOLING_MODES, INIT_TITLES, fooling_defaults
 from ui import run, widgets
 from ui.router import through_router
 

@@ -1,7 +1,8 @@
 """Robustness: mirror, shift, crop, rotate, rescale, JPEG, blur, noise, brightness, contrast - does the adversarial
 label survive? And the attack that makes it survive: expectation over transformation (EOT).
 
-Widgets -> experiments.plans.robustness_parts (the plain attack and, through experiments.robustness.robustness.EOT, the
+Widgets -> experiments.robustness.plans.robustness_parts (the plain attack and, through
+experiments.robustness.robustness.EOT, the
 EOT
 attack, each followed by every transformation; run by ui.run) -> experiments.robustness.view (seed 004 sec. 3.1). Each
 part
@@ -15,9 +16,9 @@ from collections.abc import Iterator
 import streamlit as st
 
 from attacks import ATTACKS, AttackError, Step, make_attack
-from experiments import plans
-from experiments.presets import ROBUSTNESS_DEFAULTS, eot_params
+from experiments.robustness import plans
 from experiments.robustness import view as robustness_view
+from experiments.robustness.presets import ROBUSTNESS_DEFAULTS, eot_params
 from images import ImageError
 from models import IMAGENET_CATEGORIES, class_index
 from ui import loaders, run, widgets

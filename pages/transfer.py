@@ -1,7 +1,8 @@
 """Transfer: attack one model, then ask the others. Relabelled images stay on their model; bigger untargeted
 perturbations, ensembles and input diversity travel further.
 
-Widgets -> experiments.plans.transfer_runs (run by ui.run) -> table and a source x evaluation heatmap that grows
+Widgets -> experiments.transfer.plans.transfer_runs (run by ui.run) -> table and a source x evaluation heatmap that
+grows
 with every run (seed 004 sec. 3.1, seed 003). Each finished run goes into the matrix at once, so a Stop keeps it.
 """
 
@@ -12,9 +13,9 @@ from collections.abc import Iterator
 import streamlit as st
 
 from attacks import AttackError, make_attack
-from experiments import plans
-from experiments.presets import RELABEL_TARGET, TRANSFER_PRESETS
+from experiments.transfer import plans
 from experiments.transfer import view as transfer_view
+from experiments.transfer.presets import RELABEL_TARGET, TRANSFER_PRESETS
 from experiments.transfer.transfer import TransferResult
 from images import ImageError
 from models import IMAGENET_CATEGORIES, OFFLINE_MODELS, class_index

@@ -10,6 +10,7 @@ import ast
 import io
 import re
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -20,7 +21,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from attacks import DEFAULT_CONFIDENCE
+from experiments.lab import figures as lab_figures
 from experiments.lab import record as lab_record
+from experiments.lab import view as lab_view
+from experiments.robustness import figures as robustness_figures
 from models import IMAGENET_CATEGORIES, class_index
 from ui import figures, run
 from ui import state as S
@@ -330,10 +334,10 @@ def test_stop_keeps_what_was_reached(lite0) -> None:
     seen = ModelInput("efficientnet_lite0", lite0, png, probs)
     attack = make_attack("relabel", step_size=0.05, steps=500)
     choice = AttackChoice("relabel", dict(attack.hparams), attack)
-    record = lab_record.new_record(seen, ImageChoice("chelsea", "chelsea"), class_index("umbrella"), choice, {})
+    record = lab_view.new_record(seen, ImageChoice("chelsea", "chelsea"), class_index("umbrella"), choice, {})
     for _ in range(3):
         record.record(next(record.steps_iter))
-    lab_record.finish(record, "stopped")
+    lab_view.finish(record, "stopped")
     assert record.status == "stopped" and record.steps == [0, 1, 2] and record.steps_iter is None
     assert record.verdict is not None and not record.verdict.success
     assert record.verdict.rms_distortion == pytest.approx(record.rms[-1], abs=1e-6)
@@ -356,7 +360,7 @@ def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
     bars = figures.probability_bars([5, 6], [0.2, 0.7], ["a", "b"], source=5, target=6)
     assert bars["layout"]["xaxis"]["range"] == [0, 1]
     assert bars["data"][0]["marker"]["color"] == [figures.SOURCE_COLOUR, figures.TARGET_COLOUR]
-    lines = figures.history_lines(
+    lines = lab_figures.history_lines(
         list(range(5000)),
         [0.5] * 5000,
         [0.1] * 5000,
@@ -369,7 +373,7 @@ def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
     assert len(lines["data"][0]["x"]) <= 410 and 4321 in lines["data"][0]["x"]
     assert any(s.get("x0") == 4321 for s in lines["layout"]["shapes"])
     # An early flip's note stands right of its line (it was cut at the chart's left edge), a late one left of it.
-    early = figures.history_lines(
+    early = lab_figures.history_lines(
         list(range(100)),
         [0.5] * 100,
         [0.1] * 100,
@@ -384,7 +388,7 @@ def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
     # A series at p = 0 everywhere is drawn above the axis line, not under it.
     zero = figures.lines([1, 2], {"plain": [0.0, 0.0]}, title="t", x_title="x", y_title="y")
     assert zero["layout"]["yaxis"]["range"][0] < 0 and zero["data"][0]["cliponaxis"] is False
-    bars = figures.still_fooled_bars({"plain": [("Rotation", 0, 5)]}, {"plain": "blue"})
+    bars = robustness_figures.still_fooled_bars({"plain": [("Rotation", 0, 5)]}, {"plain": "blue"})
     assert bars["data"][0]["x"][0] > 0 and bars["data"][0]["text"] == ["0/5"]
     labels = figures.row_labels([134, 517, 1], IMAGENET_CATEGORIES, source=1, target=None)
     assert len(set(labels)) == 3  # the two "crane" classes stay distinguishable
@@ -456,6 +460,22 @@ def test_engine_and_experiments_import_no_streamlit() -> None:
         checked += 1
         assert all(m.split(".")[0] != "streamlit" for m, _ in _imports(path)), rel
     assert checked > 60
+
+
+def test_no_engine_module_loads_streamlit_even_indirectly() -> None:
+    """The direct-import guard above misses an engine module that imports a ui/ module (which imports Streamlit).
+    Importing every engine module of the core and the features in a fresh interpreter must leave Streamlit unloaded."""
+    engine = [
+        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        for top in ("attacks", "models", "images", "experiments")
+        for p in (ROOT / top).rglob("*.py")
+        if p.name not in ("view.py", "__init__.py")
+    ]
+    assert len(engine) > 40
+    code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in engine)
+    code += "loaded = sorted(m for m in sys.modules if m == 'streamlit' or m.startswith('ui.'))\nprint(loaded)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "streamlit" not in out.stdout.strip().strip("[]"), out.stdout
 
 
 def test_router_relies_on_a_streamlit_internal_that_still_exists() -> None:

@@ -1,4 +1,5 @@
-"""experiments.plans: the pages' work as generators, on the tiny classifier (no Streamlit, milliseconds)."""
+"""The pages' plans (experiments/<feature>/plans.py): their work as generators, on the tiny classifier (no Streamlit,
+milliseconds)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from tinynet import TinyClassifier
 
 from attacks import make_attack
 from attacks.runner import attack_targets, verify
-from experiments import plans
+from experiments.robustness import plans as robustness_plans
+from experiments.transfer import plans as transfer_plans
 from models import pil_to_tensor, tensor_to_pil
 
 
@@ -29,7 +31,7 @@ def test_a_verdict_made_with_a_higher_confidence_is_judged_again_by_the_plain_ru
         verdict=verify(model, original, outcome.adversarial, source=outcome.source, target=target, confidence=0.9999),
     )
     assert not strict.success  # how the page judged an EOT image before the fix
-    judged = plans.judged_plainly(model, strict)
+    judged = robustness_plans.judged_plainly(model, strict)
     assert judged.success and judged.verdict.index == target
 
 
@@ -40,7 +42,9 @@ def test_robustness_parts_keep_each_part_as_it_finishes() -> None:
     target = int(model.probabilities(pil_to_tensor(original))[0].argsort()[-2])
     kept: dict = {}
     attack = make_attack("bim", eps=16, step_size=1, steps=50)
-    parts = plans.robustness_parts(model, original, target, attack, None, samples=2, eot_confidence=0.5, kept=kept)
+    parts = robustness_plans.robustness_parts(
+        model, original, target, attack, None, samples=2, eot_confidence=0.5, kept=kept
+    )
     assert next(parts) == "plain" and kept["outcomes"]["plain"].success and kept["reports"]["plain"] is not None
     assert kept["stopped"] == "Stopped during the transformations of the plain result. Shown below: the plain attack."
     assert next(parts, None) is None and "stopped" not in kept
@@ -63,15 +67,17 @@ def test_the_transfer_panel_shows_the_model_the_widgets_name() -> None:
         m.name = next(k for k, v in models.items() if v is m)
     pgd = make_attack("pgd", eps=16, step_size=4, steps=3)
     parts = [
-        plans.TransferPart("untargeted", pgd, ("tiny0",), None),
-        plans.TransferPart("untargeted", make_attack("fgsm", eps=8), ("tiny0",), None),
-        plans.TransferPart("untargeted", pgd, ("tiny1",), None),
+        transfer_plans.TransferPart("untargeted", pgd, ("tiny0",), None),
+        transfer_plans.TransferPart("untargeted", make_attack("fgsm", eps=8), ("tiny0",), None),
+        transfer_plans.TransferPart("untargeted", pgd, ("tiny1",), None),
     ]
     for shown, want in ((("tiny0",), 1), (("tiny1",), 2), (("nobody",), 2)):
         kept: dict = {}
         history: list = []
         results = list(
-            plans.transfer_runs(image, parts, list(models), kept=kept, history=history, loader=models.get, shown=shown)
+            transfer_plans.transfer_runs(
+                image, parts, list(models), kept=kept, history=history, loader=models.get, shown=shown
+            )
         )
         assert len(history) == 3
         assert kept["last"] is results[want], (shown, kept["last"].source_models)

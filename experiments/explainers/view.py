@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from experiments.explainers import boundary, digits, linear
+from experiments.explainers import figures as explainers_figures
 from images import load_image
 from ui import figures, loaders, widgets
 from ui.run import Job
@@ -34,7 +35,7 @@ MEASURE_EPOCHS = 2  # the PGD curve of a network trained on the page costs about
 def logistic(nudge: float) -> tuple[linear.LogisticNudge, dict[str, Any]]:
     """Seed 001's example for one nudge size and its figure."""
     r = linear.logistic_nudge(nudge)
-    return r, figures.contributions_figure(r.contributions, r.score_before)
+    return r, explainers_figures.contributions_figure(r.contributions, r.score_before)
 
 
 def scale(eps_255: float, n_dims: int) -> tuple[linear.ScaleArgument, dict[str, Any]]:
@@ -46,7 +47,9 @@ def scale(eps_255: float, n_dims: int) -> tuple[linear.ScaleArgument, dict[str, 
         "random": [c.random_change for c in curve],
         "pixel": [c.eps for c in curve],
     }
-    fig = figures.scale_figure([c.n_dims for c in curve], series, here=(n_dims, here.aligned_change), eps_255=eps_255)
+    fig = explainers_figures.scale_figure(
+        [c.n_dims for c in curve], series, here=(n_dims, here.aligned_change), eps_255=eps_255
+    )
     return here, fig
 
 
@@ -79,7 +82,7 @@ def boundary_attack(start: tuple[float, float], norm: str, eps: float, steps: in
 def boundary_chart(attack: boundary.BoundaryAttack, upto: int) -> dict[str, Any]:
     """The moons, the regions, the path up to step `upto`; clickable on the start sliders' 0.1 grid."""
     grid = np.meshgrid(np.arange(*START_X, 0.1).round(2), np.arange(*START_Y, 0.1).round(2))
-    return figures.boundary_figure(
+    return explainers_figures.boundary_figure(
         regions(),
         boundary.moons(),
         attack,
@@ -157,9 +160,9 @@ def paint_fooling(slots: tuple[Any, Any, Any], frame: digits.FoolingFrame, digit
     p = float(frame.probs[digit])
     state = "reached" if frame.reached else "growing…" if live else "not reached"
     status.markdown(f"**Step {frame.step}** · p({digit}) = **{p:.4%}** · {state}")
-    widgets.chart(image, figures.digit_image(frame.image, f"step {frame.step}: p({digit}) = {p:.4%}"))
+    widgets.chart(image, explainers_figures.digit_image(frame.image, f"step {frame.step}: p({digit}) = {p:.4%}"))
     names = list(digits.DIGITS) + ([digits.REJECT] if len(frame.probs) == 11 else [])
-    widgets.chart(bars, figures.class_bars(frame.probs, names, digit, "the network's probabilities"))
+    widgets.chart(bars, explainers_figures.class_bars(frame.probs, names, digit, "the network's probabilities"))
 
 
 def show_fooling(slots: tuple[Any, Any, Any], job: Job) -> None:
@@ -202,7 +205,9 @@ def side_by_side(index: int, eps: float) -> None:
         d = attacked_digit(kind, index, eps)
         guess = int(d.probs_after.argmax())
         title = f"{kind}: a {d.label} seen as {guess} ({d.probs_after[guess]:.0%})"
-        col.plotly_chart(figures.digit_image(d.adversarial, title), key=f"how.{kind}", config={"displayModeBar": False})
+        col.plotly_chart(
+            explainers_figures.digit_image(d.adversarial, title), key=f"how.{kind}", config={"displayModeBar": False}
+        )
 
 
 def training_work(job: Job, epochs: int, eps: float, seed: int) -> Iterator[tuple[float, str]]:

@@ -8,7 +8,6 @@ snapshots for the replay. `finish` verifies the last image on its 8-bit PNG, wha
 from __future__ import annotations
 
 import itertools
-import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,17 +15,16 @@ from typing import Any
 import numpy as np
 
 from attacks import Step
-from attacks.runner import Verdict, verify
-from experiments.lab.steps import attack_steps, resolve_target, step_numbers
+from attacks.runner import Verdict
+from experiments.lab.steps import step_numbers
 from models import IMAGENET_CATEGORIES
-from ui import figures, loaders, state
-from ui.pickers import AttackChoice, ImageChoice, ModelInput
-from ui.run import Throttle
+from ui.figures import BarRows
+from ui.pacing import Throttle
 
 RECORD = "lab.record"
 JOB = "lab.job"
 TOP_K = 20  # classes recorded per step: enough for every bar the chart can show
-_run_ids = itertools.count(1)
+run_ids = itertools.count(1)  # one id per run in this process (widget keys of its replay)
 
 
 @dataclass
@@ -51,7 +49,7 @@ class Snapshots:
 
 @dataclass
 class Throttles:
-    """How often each part of the live view is redrawn (ui.run.Throttle); kept with the record for the benchmark."""
+    """How often each part of the live view is redrawn (ui.pacing.Throttle); kept with the record for the benchmark."""
 
     charts: Throttle = field(default_factory=lambda: Throttle(min_interval=0.25, budget=0.08))
     images: Throttle = field(default_factory=lambda: Throttle(min_interval=0.75, budget=0.05, backoff=0.03, cap=200))
@@ -78,7 +76,7 @@ class RunRecord:
     probs0: np.ndarray  # (K,) of the original
     planned_steps: int
     rms_cap: float | None
-    rows: figures.BarRows
+    rows: BarRows
     throttles: Throttles = field(default_factory=Throttles)
     steps: list[int] = field(default_factory=list)
     p_source: list[float] = field(default_factory=list)
@@ -154,70 +152,3 @@ class RunRecord:
                 "rms": self.rms,
             },
         }
-
-
-def new_record(
-    seen: ModelInput,
-    image: ImageChoice,
-    target: state.TargetChoice,
-    choice: AttackChoice,
-    query: dict[str, str],
-) -> RunRecord:
-    """Build the attack's Step generator for the picked image, model and target; nothing runs yet."""
-    assert choice.attack is not None
-    seed = secrets.randbelow(2**31)
-    target_idx = resolve_target(target, seen.probs, seed)
-    original = loaders.from_png(seen.png)
-    confidence = choice.confidence  # one rule for targeted and untargeted runs, as the CLI's --confidence
-    record = RunRecord(
-        run_id=next(_run_ids),
-        model_name=seen.model_name,
-        image_name=image.name,
-        attack_name=choice.name,
-        params=dict(choice.params),
-        query=dict(query),
-        target_choice=state.target_text(target),
-        seed=seed,
-        source=seen.source,
-        target=target_idx,
-        confidence=confidence,
-        original_png=seen.png,
-        original=np.array(original, dtype=np.uint8),  # a writable copy (torch.from_numpy warns otherwise)
-        probs0=seen.probs,
-        planned_steps=choice.attack.total_steps(),
-        rms_cap=choice.params.get("max_rms"),
-        rows=figures.BarRows(seen.source, target_idx),
-        steps_iter=attack_steps(
-            seen.model, original, choice.attack, source=seen.source, target=target_idx, confidence=confidence, seed=seed
-        ),
-    )
-    return record
-
-
-def steps(record: RunRecord) -> Iterator[Step]:
-    """The run's work for ui.run.drive: each Step recorded as it comes."""
-    assert record.steps_iter is not None
-    for step in record.steps_iter:
-        record.record(step)
-        yield step
-
-
-def finish(record: RunRecord, status: str, error: str | None = None) -> None:
-    """Verify the last image on its 8-bit PNG, keep it for download and the replay, and drop the generator."""
-    record.steps_iter = None
-    record.status = status
-    record.error = error
-    if record.last_image is None:
-        record.last_image = record.original
-    model = loaders.get_model(record.model_name)
-    adversarial_png = loaders.to_png(record.last_image)
-    record.verdict = verify(
-        model,
-        loaders.from_png(record.original_png),
-        loaders.from_png(adversarial_png),
-        source=record.source,
-        target=record.target,
-        confidence=record.confidence,
-    )
-    record.adversarial_png = adversarial_png
-    record.snapshots.add(record.steps[-1] if record.steps else 0, record.last_image)

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
+from collections.abc import Iterator
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
-from attacks import AttackError
-from attacks.runner import Verdict
+from attacks import AttackError, Step
+from attacks.runner import Verdict, verify
+from experiments.lab import figures as lab_figures
 from experiments.lab import record as lab_record
 from experiments.lab.record import RECORD, RunRecord
-from experiments.lab.steps import difference_image
+from experiments.lab.steps import attack_steps, difference_image, resolve_target
 from models import IMAGENET_CATEGORIES
 from ui import figures, loaders, run, state
 from ui.pickers import AttackChoice, ImageChoice, ModelInput
@@ -37,7 +40,7 @@ def live(
     """Start a run on Run, continue it after any other rerun, finish it however it ended, and draw the page."""
     record: RunRecord | None = st.session_state.get(RECORD)
     if job.status == "requested" and seen is not None and image is not None and choice.attack is not None:
-        record = lab_record.new_record(seen, image, target, choice, query)
+        record = new_record(seen, image, target, choice, query)
         record.throttles.cams.next_at = perf_counter() + record.throttles.cams.min_interval  # bars come first
         st.session_state[RECORD] = record
     if record is not None and record.status == "running" and job.busy:
@@ -52,7 +55,7 @@ def live(
 
         run.drive(
             job,
-            lambda: lab_record.steps(record),
+            lambda: steps(record),
             run.Draw(lambda _: (view.draw_status(record, job.timing), view.draw_charts(record)), throttles.charts),
             run.Draw(images, throttles.images),
             run.Draw(lambda _: view.draw_cams(record, loaders.to_png(record.last_image)), throttles.cams),
@@ -62,7 +65,7 @@ def live(
     if record is not None and record.status == "running" and job.ended:
         record.seconds = job.timing.active
         errors = [text for level, text in job.notes if level == "error"]
-        lab_record.finish(record, job.status, errors[-1] if errors else None)
+        finish(record, job.status, errors[-1] if errors else None)
     if record is None:
         view.draw_idle(seen, target, ready=job.status != "failed" and seen is not None)
     else:
@@ -156,7 +159,7 @@ class LiveView:
         )
         self._chart(
             self.lines,
-            figures.history_lines(
+            lab_figures.history_lines(
                 record.steps,
                 record.p_source,
                 record.p_target if record.target is not None else None,
@@ -298,3 +301,73 @@ class LiveView:
         shown_step, image = snap if snap is not None else (0, record.original)
         self.draw_images(record, image, step=shown_step, shown_for=step)
         self.draw_cams(record, loaders.to_png(image))
+
+
+# --- a run's life: built from the pickers, its Steps recorded, verified at the end ----------------------------
+
+
+def new_record(
+    seen: ModelInput,
+    image: ImageChoice,
+    target: state.TargetChoice,
+    choice: AttackChoice,
+    query: dict[str, str],
+) -> RunRecord:
+    """Build the attack's Step generator for the picked image, model and target; nothing runs yet."""
+    assert choice.attack is not None
+    seed = secrets.randbelow(2**31)
+    target_idx = resolve_target(target, seen.probs, seed)
+    original = loaders.from_png(seen.png)
+    confidence = choice.confidence  # one rule for targeted and untargeted runs, as the CLI's --confidence
+    record = RunRecord(
+        run_id=next(lab_record.run_ids),
+        model_name=seen.model_name,
+        image_name=image.name,
+        attack_name=choice.name,
+        params=dict(choice.params),
+        query=dict(query),
+        target_choice=state.target_text(target),
+        seed=seed,
+        source=seen.source,
+        target=target_idx,
+        confidence=confidence,
+        original_png=seen.png,
+        original=np.array(original, dtype=np.uint8),  # a writable copy (torch.from_numpy warns otherwise)
+        probs0=seen.probs,
+        planned_steps=choice.attack.total_steps(),
+        rms_cap=choice.params.get("max_rms"),
+        rows=figures.BarRows(seen.source, target_idx),
+        steps_iter=attack_steps(
+            seen.model, original, choice.attack, source=seen.source, target=target_idx, confidence=confidence, seed=seed
+        ),
+    )
+    return record
+
+
+def steps(record: RunRecord) -> Iterator[Step]:
+    """The run's work for ui.run.drive: each Step recorded as it comes."""
+    assert record.steps_iter is not None
+    for step in record.steps_iter:
+        record.record(step)
+        yield step
+
+
+def finish(record: RunRecord, status: str, error: str | None = None) -> None:
+    """Verify the last image on its 8-bit PNG, keep it for download and the replay, and drop the generator."""
+    record.steps_iter = None
+    record.status = status
+    record.error = error
+    if record.last_image is None:
+        record.last_image = record.original
+    model = loaders.get_model(record.model_name)
+    adversarial_png = loaders.to_png(record.last_image)
+    record.verdict = verify(
+        model,
+        loaders.from_png(record.original_png),
+        loaders.from_png(adversarial_png),
+        source=record.source,
+        target=record.target,
+        confidence=record.confidence,
+    )
+    record.adversarial_png = adversarial_png
+    record.snapshots.add(record.steps[-1] if record.steps else 0, record.last_image)

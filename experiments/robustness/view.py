@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from attacks.runner import AttackResult
+from experiments.robustness import figures as robustness_figures
 from experiments.robustness.robustness import TRANSFORMS, RobustnessReport
 from ui import figures, widgets
 
@@ -24,7 +25,7 @@ def _overview(reports: dict[str, RobustnessReport]) -> dict[str, Any]:
         what: [(TRANSFORMS[n].title, sum(ok for _, ok in c), len(c)) for n, c in rep.curves().items()]
         for what, rep in reports.items()
     }
-    return figures.still_fooled_bars(counts, COLOURS)
+    return robustness_figures.still_fooled_bars(counts, COLOURS)
 
 
 def _summary(outcome: AttackResult, report: RobustnessReport | None, what: str) -> str:
