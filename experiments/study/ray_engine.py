@@ -38,7 +38,7 @@ ModelSource = str | Callable[[], nn.Module]
 OBJECT_STORE_MEMORY = 200 * 1024**2
 #: Units in flight per worker: one running and one waiting, so a worker never idles on the driver.
 IN_FLIGHT_PER_WORKER = 2
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: What a remote cluster does not need from the checkout (the code ships as the job's working_dir).
 REMOTE_EXCLUDES = [".git", "data/study", "tests", "benchmarks", "*.sqlite", "__pycache__"]
 

@@ -35,7 +35,7 @@ PAPER_CAP = 0.01
 PAPER_SUCCESS = 0.987  # Robinson & Graham sec. 3.1, GoogLeNet
 PAPER_MEAN_RMS = 0.00814  # the paper's mean distortion
 SEED_MEDIAN_MODIFY = 0.85  # seed 000, ResNet
-CLASS_GROUPS_FILE = Path(__file__).resolve().parents[1] / "data" / "class_groups.json"
+CLASS_GROUPS_FILE = Path(__file__).resolve().parents[2] / "data" / "class_groups.json"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,5 @@
-"""The Susceptibility page's glue: open a study database (shipped, uploaded or run here), draw seed 000's and
-Robinson & Graham's figures from its rows (experiments.study.susceptibility), and show a clicked point's or cell's
-example,
+"""The Susceptibility page's glue: open a study database (shipped, uploaded or run here), show seed 000's and
+Robinson & Graham's figures from its rows (experiments.study.figures), and a clicked point's or cell's example,
 recomputed on demand (experiments.study.examples). No gradients here."""
 
 from __future__ import annotations
@@ -8,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,18 +16,18 @@ from typing import Any
 import streamlit as st
 from PIL import ImageOps
 
+from experiments.study import figures as study_figures
 from experiments.study import susceptibility as sus
 from experiments.study.store import Row, StoreError, SweepStore
 from experiments.study.sweep import Progress, Study, run_sweep
 from images import ImageError
 from images.imagesets import Selection, open_image_set
 from models import IMAGENET_CATEGORIES, UnknownModelError, WeightsUnavailable
-from ui import figures, loaders, widgets
+from ui import loaders, widgets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "data" / "study" / "lite0_samples.sqlite"
 MAX_PAIRS = {"cpu": 300, "cuda": 20_000}  # a study run from the page; larger ones go to the CLI
-COLOURS = {"modify": figures.SOURCE_COLOUR, "mimic": figures.TARGET_COLOUR}
 
 
 def session_dir() -> Path:
@@ -83,190 +81,6 @@ def describe(params: dict[str, Any], rows: Sequence[Row], shipped: bool) -> str:
     return text
 
 
-# --- figures (plotly dicts) ---------------------------------------------------------------------------------------
-
-
-def _layout(title: str, x: str, y: str, height: int = 320, **extra: Any) -> dict[str, Any]:
-    return {
-        "title": {"text": title},
-        "height": height,
-        "font": figures.FONT,
-        "margin": {"l": 10, "r": 10, "t": 50, "b": 40},
-        "xaxis": {"title": {"text": x}},
-        "yaxis": {"title": {"text": y}},
-        "showlegend": False,
-        **extra,
-    }
-
-
-def success_curve(rows: Sequence[Row], study_cap: float, cap: float | None = None) -> dict[str, Any]:
-    """Share of pairs relabelled within each RMS cap up to the study's own (sus.caps_within), with the paper's 98.7%
-    at 0.01 marked (and the cap the figures below count at, when another). A study capped below 0.01 says so in the
-    title instead of drawing points it never tried."""
-    caps, rates = zip(*sus.success_by_cap(rows, sus.caps_within(study_cap)), strict=True)
-    ours = dict(zip(caps, rates, strict=True)).get(sus.PAPER_CAP)
-    fig = figures.lines(
-        caps,
-        {"this study": rates},
-        title="Success rate against the distortion cap",
-        x_title="RMS distortion cap",
-        y_title="pairs relabelled",
-        y_range=(0, 1.05),
-        colours={"this study": figures.SOURCE_COLOUR},
-    )
-    fig["data"].append(
-        {
-            "type": "scatter",
-            "mode": "markers+text",
-            "x": [sus.PAPER_CAP],
-            "y": [sus.PAPER_SUCCESS],
-            "text": [f"paper {sus.PAPER_SUCCESS:.1%}"],
-            "textposition": "bottom right",
-            "name": "paper",
-            "marker": {"symbol": "star", "size": 16, "color": figures.TARGET_COLOUR},
-        }
-    )
-    fig["layout"]["shapes"] = [
-        {
-            "type": "line",
-            "x0": sus.PAPER_CAP,
-            "x1": sus.PAPER_CAP,
-            "y0": 0,
-            "y1": 1.05,
-            "line": {"dash": "dot", "color": figures.OTHER_COLOUR},
-        }
-    ]
-    fig["layout"]["annotations"] = (
-        [{"x": sus.PAPER_CAP, "y": ours, "text": f"here {ours:.1%}", "showarrow": True, "ax": 60, "ay": 60}]
-        if ours is not None
-        else [
-            {
-                "x": sus.PAPER_CAP,
-                "y": 0.5,
-                "text": f"this study stops at {study_cap:g}",
-                "showarrow": False,
-                "xanchor": "right",
-            }
-        ]
-    )
-    if cap is not None and cap != sus.PAPER_CAP:
-        mine = sus.summary(rows, cap)["success_rate"]
-        line = {"type": "line", "x0": cap, "x1": cap, "y0": 0, "y1": 1.05, "line": {"color": figures.SOURCE_COLOUR}}
-        fig["layout"]["shapes"].append(line)
-        note = {"x": cap, "y": mine, "text": f"counted below: {mine:.1%}", "showarrow": True, "ax": -90, "ay": -40}
-        fig["layout"]["annotations"].append(note)
-    return fig
-
-
-def histogram(rates: dict[int, sus.Rate], kind: str) -> dict[str, Any]:
-    values = [v.rate for v in rates.values()]
-    median = statistics.median(values)
-    side = "source" if kind == "modify" else "target"
-    bars = {
-        "type": "histogram",
-        "x": values,
-        "xbins": {"start": -0.025, "end": 1.025, "size": 0.05},  # bins centred on 0%, 5%, ..., 100%
-        "marker": {"color": COLOURS[kind]},
-    }
-    layout = _layout(f"{kind.title()} rate per {side} class", f"{kind} rate", "classes", height=280)
-    layout["xaxis"].update({"range": [-0.03, 1.03], "tickformat": ".0%"})
-    layout["shapes"] = [
-        {
-            "type": "line",
-            "x0": median,
-            "x1": median,
-            "yref": "paper",
-            "y0": 0,
-            "y1": 1,
-            "line": {"dash": "dash", "color": "black"},
-        }
-    ]
-    layout["annotations"] = [
-        {
-            "x": median,
-            "yref": "paper",
-            "y": 1,
-            "text": f"median {pct(median)}",
-            "showarrow": False,
-            "xanchor": "right",
-            "yanchor": "bottom",
-        }
-    ]
-    return {"data": [bars], "layout": layout}
-
-
-def scatter(rows: Sequence[Row], cap: float) -> tuple[dict[str, Any], str]:
-    """Seed 000's modify-vs-mimic scatter, one point per class that is both a source and a target; when no class is
-    both (a random target set), one point per pair instead (RMS against steps). Returns (figure, what it shows)."""
-    points = sus.modify_vs_mimic(rows, cap)
-    if points:
-        trace = {
-            "x": [p[1] for p in points],
-            "y": [p[2] for p in points],
-            "customdata": [f"c:{p[0]}" for p in points],
-            "text": [IMAGENET_CATEGORIES[p[0]] for p in points],
-            "hovertemplate": "%{text}: modify %{x:.1%}, mimic %{y:.1%}<extra></extra>",
-            "marker": {"size": 12, "color": figures.SOURCE_COLOUR},
-        }
-        layout = _layout("Modify vs mimic (classes both source and target)", "modify rate", "mimic rate")
-        layout["xaxis"].update({"range": [-0.02, 1.02], "tickformat": ".0%"})
-        layout["yaxis"].update({"range": [-0.02, 1.02], "tickformat": ".0%"})
-        return {"data": [{"type": "scatter", "mode": "markers", **trace}], "layout": layout}, "classes"
-    ok = [sus.succeeded(r, cap) for r in rows]
-    trace = {
-        "x": [r.rms for r in rows],
-        "y": [r.iterations for r in rows],
-        "customdata": [f"p:{r.image_id}|{r.target}" for r in rows],
-        "text": [f"{r.image_id} → {IMAGENET_CATEGORIES[r.target]}" for r in rows],
-        "hovertemplate": "%{text}: RMS %{x:.4f}, %{y} steps<extra></extra>",
-        "marker": {"size": 9, "color": [figures.SOURCE_COLOUR if k else figures.TARGET_COLOUR for k in ok]},
-    }
-    layout = _layout("Every pair: distortion and steps (red: not relabelled within the cap)", "RMS distortion", "steps")
-    layout["shapes"] = [
-        {
-            "type": "line",
-            "x0": cap,
-            "x1": cap,
-            "yref": "paper",
-            "y0": 0,
-            "y1": 1,
-            "line": {"dash": "dot", "color": figures.OTHER_COLOUR},
-        }
-    ]
-    return {"data": [{"type": "scatter", "mode": "markers", **trace}], "layout": layout}, "pairs"
-
-
-def group_heatmap(sources: list[str], targets: list[str], matrix: list[list[float | None]]) -> dict[str, Any]:
-    """The group matrix (rows: source groups, columns: target groups), with one invisible marker per cell so a
-    click selects it."""
-    text = [["" if v is None else pct(v) for v in line] for line in matrix]
-    fig = figures.heatmap(sources, targets, matrix, text, title="Success by WordNet group: source → target")
-    fig["layout"]["xaxis"].update(
-        {"title": {"text": "target group"}, "tickangle": -45, "automargin": True}  # ~20 names: slanted, whole
-    )
-    fig["layout"]["yaxis"]["title"]["text"] = "source group"
-    fig["layout"]["height"] += 120  # room for the slanted column names
-    cells = [(a, b) for i, a in enumerate(sources) for j, b in enumerate(targets) if matrix[i][j] is not None]
-    marker = {"size": 30, "color": "rgba(255,255,255,0.01)"}
-    fig["data"].append(
-        {
-            "type": "scatter",
-            "mode": "markers",
-            "x": [b for _, b in cells],
-            "y": [a for a, _ in cells],
-            "customdata": [f"g:{a}|{b}" for a, b in cells],
-            "hoverinfo": "none",
-            "marker": marker,
-        }
-    )
-    return fig
-
-
-def pct(rate: float) -> str:
-    """A rate as a percentage; one decimal unless it is exactly 0 or 1, so 99.9% never reads as 100%."""
-    return f"{rate:.0%}" if rate in (0.0, 1.0) else f"{rate:.1%}"
-
-
 # --- sections -----------------------------------------------------------------------------------------------------
 
 
@@ -301,8 +115,8 @@ def ranked_classes(
     t = sus.ties(rates)
     if t["at_top"] > 3:
         st.caption(
-            f"{t['at_top']} classes tie at {pct(t['top_rate'])}: among them the easiest needed the least change "
-            "(mean RMS of their successes)."
+            f"{t['at_top']} classes tie at {study_figures.pct(t['top_rate'])}: among them the easiest needed the "
+            "least change (mean RMS of their successes)."
         )
     for label, items in (("easiest", easiest), ("hardest", hardest)):
         cols = st.columns(3)
@@ -316,7 +130,7 @@ def ranked_classes(
                 col.image(thumbnail(image_set, row.image_id), width=80)
             except (ImageError, OSError) as err:
                 col.caption(str(err))
-            text = f"{label}: {widgets.class_name(c)} {pct(rate.rate)} (n={rate.n})"
+            text = f"{label}: {widgets.class_name(c)} {study_figures.pct(rate.rate)} (n={rate.n})"
             if key == "target":
                 verb = "became it" if sus.succeeded(row, cap) else "did not become it"
                 text += f" · pictured: a {widgets.class_name(row.source)} photo that {verb}"
@@ -415,7 +229,7 @@ GROUP_COLUMNS = {
 
 def group_table(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The group rows with rates as text (pct), "–" where a side has no pair (a None cell would read "None")."""
-    return [{**g, **{k: "–" if g[k] is None else pct(g[k]) for k in ("modify", "mimic")}} for g in groups]
+    return [{**g, **{k: "–" if g[k] is None else study_figures.pct(g[k]) for k in ("modify", "mimic")}} for g in groups]
 
 
 def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
@@ -434,22 +248,24 @@ def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
     cols[0].metric(f"Relabelled at RMS ≤ {cap:g}", f"{s['success_rate']:.1%}", help="Robinson & Graham: 98.7% at 0.01")
     mean_rms = "–" if s["mean_rms_successful"] is None else f"{s['mean_rms_successful']:.4f}"
     cols[1].metric("Mean RMS of successes", mean_rms, help=f"paper: {sus.PAPER_MEAN_RMS} on GoogLeNet")
-    cols[2].metric("Median modify rate", pct(s["median_modify_rate"]), help="seed 000: 85%")
-    cols[3].metric("Median mimic rate", pct(s["median_mimic_rate"]))
+    cols[2].metric("Median modify rate", study_figures.pct(s["median_modify_rate"]), help="seed 000: 85%")
+    cols[3].metric("Median mimic rate", study_figures.pct(s["median_mimic_rate"]))
     st.plotly_chart(
-        success_curve(rows, float(params["max_rms"]), cap), key=f"{key}.curve", config={"displayModeBar": False}
+        study_figures.success_curve(rows, float(params["max_rms"]), cap),
+        key=f"{key}.curve",
+        config={"displayModeBar": False},
     )
     modify, mimic = sus.modify_rates(rows, cap), sus.mimic_rates(rows, cap)
     left, right = st.columns(2)
-    left.plotly_chart(histogram(modify, "modify"), key=f"{key}.hmod", config={"displayModeBar": False})
-    right.plotly_chart(histogram(mimic, "mimic"), key=f"{key}.hmim", config={"displayModeBar": False})
+    left.plotly_chart(study_figures.histogram(modify, "modify"), key=f"{key}.hmod", config={"displayModeBar": False})
+    right.plotly_chart(study_figures.histogram(mimic, "mimic"), key=f"{key}.hmim", config={"displayModeBar": False})
     with left:
         ranked_classes("Source classes (modify)", modify, rows, "source", params["image_set"], cap)
     with right:
         ranked_classes("Target classes (mimic)", mimic, rows, "target", params["image_set"], cap)
     crowded = " (at 0.01 most classes sit at 100%: a tighter cap spreads them)" if cap >= sus.PAPER_CAP else ""
     st.caption(f"Rates count a success at RMS ≤ {cap:g}{crowded}. Click a point or a cell to see its examples.")
-    figure, shows = scatter(rows, cap)
+    figure, shows = study_figures.scatter(rows, cap)
     if shows == "pairs":
         st.caption(
             "No class here is both a source and a target (a random target set), so the modify-vs-mimic "
@@ -466,7 +282,7 @@ def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
     src = [i for i, line in enumerate(matrix) if any(v is not None for v in line)]
     tgt = [j for j in range(len(names)) if any(line[j] is not None for line in matrix)]
     sub = [[matrix[i][j] for j in tgt] for i in src]
-    heat = group_heatmap([names[i] for i in src], [names[j] for j in tgt], sub)
+    heat = study_figures.group_heatmap([names[i] for i in src], [names[j] for j in tgt], sub)
     event = st.plotly_chart(heat, key=f"{key}.heat", on_select="rerun", selection_mode="points")
     _examples(params, rows, _picked(event), f"{key}.exg", cap, class_group)
     st.download_button(
@@ -535,6 +351,6 @@ def live(slot: Any, data: dict[str, Any]) -> Any:
             )
             if progress.stage == "attack" and "db" in data:
                 params, rows = read(data["db"])
-                widgets.chart(st, success_curve(rows, float(params["max_rms"])))
+                widgets.chart(st, study_figures.success_curve(rows, float(params["max_rms"])))
 
     return paint

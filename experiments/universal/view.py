@@ -20,7 +20,7 @@ from images import load_image
 from models import IMAGENET_CATEGORIES, OFFLINE_MODELS
 from ui import figures, loaders, widgets
 
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "universal"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "data" / "universal"
 #: The shipped perturbation's held-out photos (copied from ../shared/photos/imagen by scripts/make_universal.py):
 #: the page's status, its grid and its cross-model table are all measured on these, by universal.evaluate.
 HELDOUT_SET = str(SHIPPED_DIR / "heldout")
