@@ -3,8 +3,7 @@
 Builds v on the training part of a seeded split of `images.SAMPLES` (the Foolbox 20 ImageNet images plus the
 scikit-image / scikit-learn photos) and reports the fooling ratio on the held-out part, each method timed alone.
 --save writes the perturbation of --save-method (experiments.universal.universal.save_perturbation) with this command
-line in
-its JSON sidecar; --cross also builds one (SGD) for every other offline model and prints the cross-model table.
+line in its JSON sidecar; --cross also builds one (SGD) for every other offline model and prints the cross-model table.
 Run: python benchmarks/bench_universal.py [--model efficientnet_lite0] [--norm inf --xi 10] [--threads 2]
      [--deepfool-passes 2] [--sgd-passes 10] [--holdout 8] [--seed 0] [--budget-s SECONDS] [--verbose]
      [--save data/universal/NAME] [--cross]

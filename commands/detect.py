@@ -1,6 +1,5 @@
 """`cli.py detect`: tell adversarial images apart (experiments.defenses.detection). svm: the relabelling paper's RBF
-SVM on
-penultimate features, true exemplars of --target against images of other classes relabelled toward it; squeeze:
+SVM on penultimate features, true exemplars of --target against images of other classes relabelled toward it; squeeze:
 feature squeezing's score, its threshold at 5% false positives on clean images, and the AUC per attack."""
 
 from __future__ import annotations

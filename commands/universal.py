@@ -1,7 +1,6 @@
 """`cli.py universal`: build one image-agnostic perturbation v for a model (experiments.universal.universal,
-Moosavi-Dezfooli
-et al. 2017) and report how often it changes the label on training and held-out images; or, with --apply, the
-fooling ratio of a saved v on an image set."""
+Moosavi-Dezfooli et al. 2017) and report how often it changes the label on training and held-out images; or, with
+--apply, the fooling ratio of a saved v on an image set."""
 
 from __future__ import annotations
 

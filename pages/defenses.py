@@ -1,11 +1,9 @@
 """Defenses and detection: what helps, what only seems to, and telling adversarial images apart.
 
 Widgets -> experiments.defenses.defenses.evaluate_defenses (run by ui.run; Stop keeps finished rows),
-experiments.defenses.demo
-(one image three ways; the "Spot the adversarial" grid) and experiments.defenses.detection (the SVM of seed 004 sec. 4,
-feature
-squeezing), all cached or driven through experiments.defenses.view. Seeds 001/002 propose the defenses; Athalye et al.
-2018.
+experiments.defenses.demo (one image three ways; the "Spot the adversarial" grid) and experiments.defenses.detection
+(the SVM of seed 004 sec. 4, feature squeezing), all cached or driven through experiments.defenses.view. Seeds 001/002
+propose the defenses; Athalye et al. 2018.
 """
 
 from __future__ import annotations

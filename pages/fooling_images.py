@@ -1,11 +1,8 @@
 """Fooling images: pictures of nothing that a classifier is 99% sure about, grown from noise while you watch.
 
 Widgets -> experiments.fooling.plans.fooling_images (experiments.fooling.synthesis's generators, run by ui.run) -> the
-live
-view of
-experiments.fooling.view. Seed 004 sec. 3.2 (relabelling started from Gaussian noise) and seed 001 (Nguyen et al.:
-evolved
-and gradient fooling images; feature visualisation as the positive use of the same idea).
+live view of experiments.fooling.view. Seed 004 sec. 3.2 (relabelling started from Gaussian noise) and seed 001 (Nguyen
+et al.: evolved and gradient fooling images; feature visualisation as the positive use of the same idea).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """How it works: three explainers a class can follow in five minutes each (issue 11).
 
 Widgets -> experiments.explainers.view (cached computations from experiments.explainers, figures from ui.figures, the
-live
-jobs' work, run by ui.run). Seed 001's linear argument, seed 003's decision boundary, a digits network.
+live jobs' work, run by ui.run). Seed 001's linear argument, seed 003's decision boundary, a digits network.
 """
 
 from __future__ import annotations

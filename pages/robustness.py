@@ -2,11 +2,9 @@
 label survive? And the attack that makes it survive: expectation over transformation (EOT).
 
 Widgets -> experiments.robustness.plans.robustness_parts (the plain attack and, through
-experiments.robustness.robustness.EOT, the
-EOT
-attack, each followed by every transformation; run by ui.run) -> experiments.robustness.view (seed 004 sec. 3.1). Each
-part
-is kept the moment it finishes, so a Stop keeps what was reached.
+experiments.robustness.robustness.EOT, the EOT attack, each followed by every transformation; run by ui.run) ->
+experiments.robustness.view (seed 004 sec. 3.1). Each part is kept the moment it finishes, so a Stop keeps what was
+reached.
 """
 
 from __future__ import annotations

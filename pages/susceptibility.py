@@ -3,7 +3,7 @@ or to mimic -- Robinson & Graham's 98.7% at RMS 0.01 (seed 004 sec. 3.1) and see
 
 Opens on the study that ships with the app (no computing); any database `cli.py sweep` wrote can be opened, and a
 small study can be run here (ui.run; experiments.study.sweep), its rows kept in a session database when stopped.
-Glue and figures: experiments.study.view.
+Glue: experiments.study.view; figures: experiments.study.figures.
 """
 
 from __future__ import annotations

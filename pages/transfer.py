@@ -2,8 +2,7 @@
 perturbations, ensembles and input diversity travel further.
 
 Widgets -> experiments.transfer.plans.transfer_runs (run by ui.run) -> table and a source x evaluation heatmap that
-grows
-with every run (seed 004 sec. 3.1, seed 003). Each finished run goes into the matrix at once, so a Stop keeps it.
+grows with every run (seed 004 sec. 3.1, seed 003). Each finished run goes into the matrix at once, so a Stop keeps it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 Moosavi-Dezfooli et al., CVPR 2017). Opens with the perturbation shipped for the default model, applied to a sample.
 
 Widgets -> experiments.universal.universal.compute_universal (run by ui.run) -> experiments.universal.view: amplified
-v, fooling-ratio
-curves, held-out grid, before/after on any photo, the cross-model table, save and load.
+v, fooling-ratio curves, held-out grid, before/after on any photo, the cross-model table, save and load.
 """
 
 from __future__ import annotations

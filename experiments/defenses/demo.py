@@ -3,8 +3,7 @@
 three_cases: one image, one defense, the three attackers of Athalye et al. (2018): the bare model attacked; the bare
 model's adversarial image passed through the defense (an attacker who ignores it); the adaptive attacker's image
 (BPDA / EOT / exact gradients, experiments.defenses.defenses.Defense.attackable). Each verdict is the classifier's own
-on the
-saved 8-bit image: the plain model for the first, the defended classifier for the other two.
+on the saved 8-bit image: the plain model for the first, the defended classifier for the other two.
 
 spot_grid: "Spot the adversarial": `n` labelled sample photos picked by the seed, a seeded subset of them relabelled
 toward a random class (RMS cap 0.01, stopped at the first success), each shown with feature squeezing's score and

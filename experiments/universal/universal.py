@@ -367,8 +367,7 @@ def amplified(v: Tensor | np.ndarray) -> tuple[Image.Image, float]:
 
 def save_perturbation(path: str | os.PathLike[str], v: Tensor, meta: Mapping[str, Any]) -> dict[str, Path]:
     """Write v as `<stem>.npy` (3,H,W) float16 (small; judge it after load_perturbation reads it back), `meta`
-    (+ shape, amplification) as `<stem>.json`, and an
-    amplified `<stem>.png` for viewing. Returns the three paths."""
+    (+ shape, amplification) as `<stem>.json`, and an amplified `<stem>.png` for viewing. Returns the three paths."""
     npy = Path(path).with_suffix(".npy")
     npy.parent.mkdir(parents=True, exist_ok=True)
     np.save(npy, _half_inside(v.detach().cpu().float().numpy()))
