@@ -1,4 +1,4 @@
-"""How it works: three explainers a class can follow in five minutes each (issue 11).
+"""How it works: three explainers a class can follow in five minutes each.
 
 Widgets -> experiments.explainers.view (cached computations from experiments.explainers, figures from ui.figures, the
 live jobs' work, run by ui.run). Seed 001's linear argument, seed 003's decision boundary, a digits network.

@@ -224,6 +224,3 @@ def heatmap(
             "yaxis": {"autorange": "reversed", "automargin": True, "title": {"text": "attacked"}},
         },
     }
-
-
-# ------------------------------------------------------------------------------------------- How it works (issue 11)

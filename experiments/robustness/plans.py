@@ -21,7 +21,7 @@ OnStep = Callable[[Step], None]
 
 def judged_plainly(model: Classifier, outcome: AttackResult) -> AttackResult:
     """The outcome with its verdict on the plain model by the plain rule (PLAIN_CONFIDENCE), whatever threshold
-    stopped the attack: an EOT image whose plain top class is the target fooled the plain model (issue 7, bug 3)."""
+    stopped the attack: an EOT image whose plain top class is the target fooled the plain model."""
     verdict = verify(
         model,
         outcome.original,
@@ -50,7 +50,7 @@ def robustness_parts(
     part finishes, and "stage", the part under way. Yields the name of each finished part (attack and transforms)."""
     kept.setdefault("outcomes", {})
     kept.setdefault("reports", {})
-    # The plain attack stops at the project's one default confidence (a convincing image, issue 7 bug 6); the EOT
+    # The plain attack stops at the project's one default confidence (a convincing image); the EOT
     # attack stops when its fixed-view estimate of the expectation reaches eot_confidence (fresh random views would
     # let it stop on a lucky draw). Both verdicts are then the plain model's by the plain rule (judged_plainly).
     parts: list[tuple[str, Any, Any, Attack, float]] = [("plain", None, None, plain_attack, DEFAULT_CONFIDENCE)]
