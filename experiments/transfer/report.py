@@ -1,4 +1,4 @@
-"""The transfer and robustness figures, measured on the offline models: `python -m experiments.transfer.report [--samples N]`.
+"""Transfer and robustness figures on the offline models: `python -m experiments.transfer.report [--samples N]`.
 
 1. Transfer matrix (source model x evaluation model, fraction of images fooled) for the paper's relabelling
    (targeted, stopped at the first 8-bit success, RMS cap 0.01) and for untargeted PGD at a larger budget (L-inf
