@@ -146,6 +146,9 @@ class Attack(ABC):
     params: ClassVar[tuple[Param, ...]]
     supports_targeted: ClassVar[bool] = True
     supports_untargeted: ClassVar[bool] = True
+    #: True when a batch of N images is exactly N single runs (no batch-level coupling): the server's scheduler may
+    #: then put several sessions' runs into one forward/backward (serving.scheduler)
+    per_sample: ClassVar[bool] = False
 
     def __init__(self, **values: Any) -> None:
         unknown = sorted(set(values) - {p.name for p in self.params} - {"quantize", "early_stop"})
@@ -304,6 +307,8 @@ class GradientAttack(Attack):
     budget (relabel's RMS cap). Samples that are done leave the batch, so a finished target costs nothing.
     early_stop=False: every sample takes every step (or stops at its own budget), success judged at the end.
     """
+
+    per_sample = True  # per-sample losses, steps and stops: batching changes no sample's run
 
     def start(self, x0: Tensor, generators: list[torch.Generator]) -> Tensor:
         """First iterate (N,3,H,W); default: the original image. generators: one per sample."""
