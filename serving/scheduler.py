@@ -141,7 +141,8 @@ class Ticket:
     status: str = QUEUED
     steps: list[SampleStep] = field(default_factory=list)
     error: str | None = None
-    watchers: int = 1
+    watchers: int = 1  # sessions following it now
+    asked: int = 1  # sessions that ever asked for it (the first, and every identical request served from it)
     changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @property
@@ -199,6 +200,7 @@ class Scheduler:
             same = self._live.get(key) or self._finished.get(key)
             if same is not None and same.status != FAILED and same.status != CANCELLED:
                 same.watchers += 1
+                same.asked += 1
                 if key in self._finished:
                     self._finished.move_to_end(key)
                 return same

@@ -95,14 +95,20 @@ def test_an_attack_lab_run_is_the_cli_run_with_the_same_seed(clf, images, target
     """Issue 17 item 4: the Attack Lab forced confidence 0 for untargeted runs (PGD "succeeded" at step 0 from its
     random start on a near tie) while the CLI asks p >= --confidence. Now the page's Step stream is the CLI's run:
     same rule, same per-sample seed, so the same final image, stop index and verdict."""
-    from experiments.lab.steps import attack_steps  # noqa: PLC0415 - the page's engine, tested beside the CLI's
+    from contextlib import nullcontext  # noqa: PLC0415
+
+    from experiments.lab.steps import run_request, scheduled_steps  # noqa: PLC0415 - the page's engine
+    from serving import Scheduler, Waiting  # noqa: PLC0415
 
     original = tensor_to_pil(images[2:3])
     attack = make_attack("pgd", eps=8, step_size=2, steps=8, random_start=1)
     source = int(clf(images[2:3]).argmax())
     target = (source + 3) % 10 if targeted else None
     (cli,) = attack_targets(clf, original, attack, [target], confidence=0.6, seed=5)
-    page = run_to_end(attack_steps(clf, original, attack, source=source, target=target, confidence=0.6, seed=5))
+    scheduler = Scheduler(lambda name: nullcontext(clf))  # the page's runs go through the server's scheduler
+    request = run_request("tiny", original, attack, source=source, target=target, confidence=0.6, seed=5)
+    stream = scheduled_steps(scheduler, scheduler.submit(request))
+    page = run_to_end(s for s in stream if not isinstance(s, Waiting))
     assert page.last.x_adv.shape == (1, 3, 16, 16)
     assert cli.adversarial.tobytes() == tensor_to_pil(page.x_adv).tobytes()
     assert int(page.stopped_at[0]) == cli.iterations

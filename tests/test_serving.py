@@ -100,7 +100,7 @@ def test_identical_requests_are_computed_once_and_replayed_to_a_late_session(clf
     gate.event.set()
     live = _steps(scheduler, first)
     late = scheduler.submit(_request(clf, images, 0))  # after it finished: served from the kept run
-    assert late is first and gate.batches == 1
+    assert late is first and gate.batches == 1 and late.asked == 3
     assert [s.index for s in _steps(scheduler, late)] == [s.index for s in live]
     other_seed = scheduler.submit(_request(clf, images, 0, seed=99))  # not identical: its own run
     assert other_seed is not first

@@ -1,7 +1,8 @@
 """Cached loaders: one model per process for every session, and small cached results keyed by ids and bytes.
 
-`st.cache_resource` holds the models (global singletons, shared by all browser sessions; safe because a
-Classifier is in eval mode with parameter gradients off). `st.cache_data` holds small pickled results keyed by a
+serving.models() holds the models (one copy shared by all browser sessions and the scheduler, bounded by bytes; safe
+because a Classifier is in eval mode with parameter gradients off). `st.cache_data` holds small pickled results keyed
+by a
 model name and PNG bytes, never by tensors or UploadedFile objects. Bad input raises the engine's own errors,
 which the pickers turn into one st.error line.
 """
@@ -14,15 +15,20 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+import serving
 from experiments.lab.steps import cam_images
 from images import load_image, sample_thumbnail
-from models import Classifier, UnknownModelError, WeightsUnavailable, load_model, pil_to_tensor
+from models import Classifier, UnknownModelError, WeightsUnavailable, pil_to_tensor
 
 
-@st.cache_resource(show_spinner="Loading the model…")
 def get_model(name: str) -> Classifier:
-    """The shared classifier; raises UnknownModelError or WeightsUnavailable (not cached, so it can be retried)."""
-    return load_model(name)
+    """The shared classifier; raises UnknownModelError, WeightsUnavailable or serving.NoRoom (a model that does not
+    fit the server's budget now), none of them cached, so it can be retried."""
+    cache = serving.models()
+    if name in cache.names():
+        return cache.get(name)
+    with st.spinner("Loading the model…"):
+        return cache.get(name)
 
 
 @st.cache_data(ttl=60, show_spinner="Checking the model's weights…")
@@ -30,7 +36,7 @@ def model_problem(name: str) -> str | None:
     """Why `name` cannot be used, or None. Cached for a minute, so an offline online-model costs no retries."""
     try:
         get_model(name)
-    except (UnknownModelError, WeightsUnavailable) as err:
+    except (UnknownModelError, WeightsUnavailable, serving.NoRoom) as err:
         return str(err)
     return None
 

@@ -93,7 +93,9 @@ class RunRecord:
     seconds: float = 0.0
     verdict: Verdict | None = None
     adversarial_png: bytes | None = None
-    steps_iter: Iterator[Step] | None = field(default=None, repr=False)
+    steps_iter: Iterator[Any] | None = field(default=None, repr=False)  # Steps, and serving.Waiting while queued
+    shared: bool = False  # another session asked for the identical run first: its steps are shared
+    waiting: str | None = None  # while queued: where the run is in the server's queue
 
     @property
     def labels(self) -> tuple[str, str | None]:

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attacks import Attack, Goal, Step
+from attacks import Attack, Step
 from attacks.metrics import amplified_difference
-from attacks.runner import drive, sample_seed
+from attacks.runner import sample_seed
 from models import Classifier, pil_to_tensor, tensor_to_pil
 from models.gradcam import grad_cam, overlay
+from serving.scheduler import RunRequest, Scheduler, Ticket, Waiting
 
 LEAST_LIKELY, RANDOM, UNTARGETED = "least-likely", "random", "untargeted"
 
@@ -35,27 +36,44 @@ def resolve_target(choice: int | str, probs: np.ndarray, seed: int) -> int | Non
     return int(choice)
 
 
-def attack_steps(
-    model: Classifier,
+#: The attack seed of every page run, as `cli.py attack`'s default: the same settings give the same run, so a page run
+#: and the CLI agree, and a class running the teacher's story shares one run (serving.scheduler).
+RUN_SEED = 0
+
+
+def run_request(
+    model_name: str,
     original: Image.Image,
     attack: Attack,
     *,
     source: int,
     target: int | None,
     confidence: float,
-    seed: int,
-) -> Iterator[Step]:
-    """The attack's Step generator on one 8-bit model input; nothing runs until it is pulled.
-
-    Through attacks.runner.drive with the CLI's per-sample seed (sample_seed(seed, target)) and the same success
-    rule (Goal with `confidence`, targeted or not), so a page run and `cli.py attack` with that seed agree."""
-    x0 = pil_to_tensor(original).to(model.device)  # (1, 3, H, W)
-    goal = Goal(
-        torch.tensor([source], device=model.device),
-        None if target is None else torch.tensor([target], device=model.device),
-        confidence,
+    seed: int = RUN_SEED,
+) -> RunRequest:
+    """The scheduler's request for one 8-bit model input, with the CLI's per-sample seed (sample_seed(seed,
+    target)) and its success rule (Goal with `confidence`, targeted or not)."""
+    x0 = pil_to_tensor(original)  # (1, 3, H, W)
+    return RunRequest.of(
+        model_name,
+        x0,
+        attack.name,
+        {**attack.hparams, "early_stop": attack.early_stop},
+        source=source,
+        target=target,
+        confidence=confidence,
+        seed=sample_seed(seed, target),
     )
-    return drive(attack, model, x0, goal, seeds=[sample_seed(seed, target)])
+
+
+def scheduled_steps(scheduler: Scheduler, ticket: Ticket) -> Iterator[Step | Waiting]:
+    """A ticket's Steps as one-sample Steps (x_adv the 8-bit iterate), with `Waiting` while it is queued; leaving
+    the ticket when the stream ends or is dropped (Stop, a closed tab's session collected)."""
+    try:
+        for item in scheduler.follow(ticket):
+            yield item if isinstance(item, Waiting) else item.as_step()
+    finally:
+        scheduler.leave(ticket)
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,22 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+import serving
 from attacks import AttackError, Step
 from attacks.runner import Verdict, verify
 from experiments.lab import figures as lab_figures
 from experiments.lab import record as lab_record
 from experiments.lab.record import RECORD, RunRecord
-from experiments.lab.steps import attack_steps, difference_image, resolve_target
+from experiments.lab.steps import RUN_SEED, difference_image, resolve_target, run_request, scheduled_steps
 from models import IMAGENET_CATEGORIES
+from serving.scheduler import Waiting
 from ui import figures, loaders, run, state
 from ui.pickers import AttackChoice, ImageChoice, ModelInput
+
+SHARED_NOTE = (
+    "Computed once for everyone who asked for exactly these settings: the server shares identical runs, so a whole "
+    "class running the same story costs one run."
+)
 
 
 def live(
@@ -50,15 +57,21 @@ def live(
         throttles = record.throttles
 
         def images(step: Any) -> None:
+            if isinstance(step, Waiting):
+                return
             record.snapshots.add(step.index, record.last_image)
             view.draw_images(record, record.last_image)
+
+        def cams(step: Any) -> None:
+            if not isinstance(step, Waiting):
+                view.draw_cams(record, loaders.to_png(record.last_image))
 
         run.drive(
             job,
             lambda: steps(record),
             run.Draw(lambda _: (view.draw_status(record, job.timing), view.draw_charts(record)), throttles.charts),
             run.Draw(images, throttles.images),
-            run.Draw(lambda _: view.draw_cams(record, loaders.to_png(record.last_image)), throttles.cams),
+            run.Draw(cams, throttles.cams),
         )
     elif job.status == "requested":
         run.drive(job, _not_ready)
@@ -136,9 +149,13 @@ class LiveView:
         done = len(record.steps)
         rate = done / t.active if t.active else 0.0
         flip = f" · label flipped at step {record.flip_step}" if record.flip_step is not None else ""
+        if record.waiting is not None:
+            self.status.markdown(f":material/hourglass_top: {record.waiting}{note}")
+            return
+        shared = " · shared with other students who asked for the same run" if record.shared else ""
         self.status.markdown(
             f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {t.active:.1f} s · {rate:.1f} steps/s · "
-            f"{record.status}{flip}{note}"
+            f"{record.status}{flip}{shared}{note}"
         )
 
     def draw_charts(self, record: RunRecord, index: int | None = None, marker: int | None = None) -> None:
@@ -257,6 +274,8 @@ class LiveView:
                     st.success(f"Fooled! {text}", icon=":material/check_circle:")
                 else:
                     st.warning(f"Not fooled. {text}", icon=":material/info:")
+                if record.shared:
+                    st.caption(SHARED_NOTE)
             cols = st.columns([1, 1, 3], vertical_alignment="bottom")
             _, target_label = record.labels
             stem = f"{record.image_name.rsplit('.', 1)[0]}_to_{(target_label or 'untargeted').replace(' ', '_')}"
@@ -315,10 +334,14 @@ def new_record(
 ) -> RunRecord:
     """Build the attack's Step generator for the picked image, model and target; nothing runs yet."""
     assert choice.attack is not None
-    seed = secrets.randbelow(2**31)
-    target_idx = resolve_target(target, seen.probs, seed)
+    target_idx = resolve_target(target, seen.probs, secrets.randbelow(2**31))  # "random": a new class each Run
     original = loaders.from_png(seen.png)
     confidence = choice.confidence  # one rule for targeted and untargeted runs, as the CLI's --confidence
+    request = run_request(
+        seen.model_name, original, choice.attack, source=seen.source, target=target_idx, confidence=confidence
+    )
+    scheduler = serving.scheduler()
+    ticket = scheduler.submit(request)  # or the identical run another session already asked for
     record = RunRecord(
         run_id=next(lab_record.run_ids),
         model_name=seen.model_name,
@@ -327,7 +350,7 @@ def new_record(
         params=dict(choice.params),
         query=dict(query),
         target_choice=state.target_text(target),
-        seed=seed,
+        seed=RUN_SEED,
         source=seen.source,
         target=target_idx,
         confidence=confidence,
@@ -337,24 +360,32 @@ def new_record(
         planned_steps=choice.attack.total_steps(),
         rms_cap=choice.params.get("max_rms"),
         rows=figures.BarRows(seen.source, target_idx),
-        steps_iter=attack_steps(
-            seen.model, original, choice.attack, source=seen.source, target=target_idx, confidence=confidence, seed=seed
-        ),
+        steps_iter=scheduled_steps(scheduler, ticket),
+        shared=ticket.asked > 1,
     )
     return record
 
 
-def steps(record: RunRecord) -> Iterator[Step]:
-    """The run's work for ui.run.drive: each Step recorded as it comes."""
+def steps(record: RunRecord) -> Iterator[Step | Waiting]:
+    """The run's work for ui.run.drive: `Waiting` while queued (a yield point, so Stop works), then each Step
+    recorded as it comes."""
     assert record.steps_iter is not None
-    for step in record.steps_iter:
-        record.record(step)
-        yield step
+    for item in record.steps_iter:
+        if isinstance(item, Waiting):
+            record.waiting = item.sentence()
+        else:
+            record.waiting = None
+            record.record(item)
+        yield item
 
 
 def finish(record: RunRecord, status: str, error: str | None = None) -> None:
-    """Verify the last image on its 8-bit PNG, keep it for download and the replay, and drop the generator."""
+    """Verify the last image on its 8-bit PNG, keep it for download and the replay, and drop the generator (which
+    leaves the run in the scheduler: a Stop while queued takes it out of the queue)."""
+    if record.steps_iter is not None:
+        record.steps_iter.close()
     record.steps_iter = None
+    record.waiting = None
     record.status = status
     record.error = error
     if record.last_image is None:
