@@ -12,12 +12,26 @@ import threading
 from serving.models import ModelCache, NoRoom
 from serving.scheduler import RunRequest, SampleStep, Scheduler, Ticket, Waiting
 
-__all__ = ["ModelCache", "NoRoom", "RunRequest", "SampleStep", "Scheduler", "Ticket", "Waiting", "models", "scheduler"]
+__all__ = [
+    "ModelCache",
+    "NoRoom",
+    "RunRequest",
+    "SampleStep",
+    "Scheduler",
+    "Ticket",
+    "Waiting",
+    "models",
+    "page_work",
+    "scheduler",
+]
 
 #: Runs per batch (ADVLAB_MAX_BATCH): bounds the memory of the attack work whatever the number of students.
 MAX_BATCH = int(os.environ.get("ADVLAB_MAX_BATCH", "8"))
 
 _lock = threading.Lock()
+#: Model work a page does itself (Grad-CAM, a verdict's check): one pass at a time in the process, so thirty
+#: sessions drawing their heatmaps at once cost one pass's activations, not thirty.
+page_work = threading.Lock()
 _models: ModelCache | None = None
 _scheduler: Scheduler | None = None
 

@@ -84,4 +84,7 @@ def probabilities(model_name: str, png: bytes) -> np.ndarray:
 @st.cache_data(max_entries=32, show_spinner=False)
 def cam_overlays(model_name: str, png: bytes, classes: tuple[int, ...]) -> list[bytes]:
     """Grad-CAM heatmaps of each class on one image, blended over it, as PNGs (one batched pass for all classes)."""
-    return [to_png(im) for im in cam_images(get_model(model_name), from_png(png), classes)]
+    model = get_model(model_name)
+    with serving.page_work:  # one heatmap pass at a time in the server (a class draws its heatmaps together)
+        images = cam_images(model, from_png(png), classes)
+    return [to_png(im) for im in images]

@@ -392,13 +392,14 @@ def finish(record: RunRecord, status: str, error: str | None = None) -> None:
         record.last_image = record.original
     model = loaders.get_model(record.model_name)
     adversarial_png = loaders.to_png(record.last_image)
-    record.verdict = verify(
-        model,
-        loaders.from_png(record.original_png),
-        loaders.from_png(adversarial_png),
-        source=record.source,
-        target=record.target,
-        confidence=record.confidence,
-    )
+    with serving.page_work:
+        record.verdict = verify(
+            model,
+            loaders.from_png(record.original_png),
+            loaders.from_png(adversarial_png),
+            source=record.source,
+            target=record.target,
+            confidence=record.confidence,
+        )
     record.adversarial_png = adversarial_png
     record.snapshots.add(record.steps[-1] if record.steps else 0, record.last_image)
