@@ -6,8 +6,13 @@ process (`models()`, `scheduler()`), so thirty students share one copy of a mode
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from serving.models import ModelCache, NoRoom
 from serving.scheduler import RunRequest, SampleStep, Scheduler, Ticket, Waiting
@@ -29,11 +34,35 @@ __all__ = [
 MAX_BATCH = int(os.environ.get("ADVLAB_MAX_BATCH", "8"))
 
 _lock = threading.Lock()
-#: Model work a page does itself (Grad-CAM, a verdict's check): one pass at a time in the process, so thirty
-#: sessions drawing their heatmaps at once cost one pass's activations, not thirty.
-page_work = threading.Lock()
 _models: ModelCache | None = None
 _scheduler: Scheduler | None = None
+
+
+T = TypeVar("T")
+
+#: Model work a page does itself (Grad-CAM, a verdict's check) runs on this one thread: one pass at a time in the
+#: process, and its freed activations stay in one malloc arena instead of one per session's script thread (glibc
+#: keeps freed pages per arena: thirty sessions' heatmaps grew the server by gigabytes).
+_page_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="advlab-page-work")
+
+
+def page_work(fn: Callable[..., T], *args: object) -> T:
+    """Run `fn(*args)` on the process's page-work thread and return its result (its exception, raised here)."""
+    return _page_thread.submit(fn, *args).result()
+
+
+def _cap_malloc_arenas(arenas: int = 2) -> None:
+    """glibc's M_ARENA_MAX: every thread made later shares these arenas (a no-op off glibc)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+
+
+_cap_malloc_arenas()
 
 
 def models() -> ModelCache:

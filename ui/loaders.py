@@ -85,6 +85,5 @@ def probabilities(model_name: str, png: bytes) -> np.ndarray:
 def cam_overlays(model_name: str, png: bytes, classes: tuple[int, ...]) -> list[bytes]:
     """Grad-CAM heatmaps of each class on one image, blended over it, as PNGs (one batched pass for all classes)."""
     model = get_model(model_name)
-    with serving.page_work:  # one heatmap pass at a time in the server (a class draws its heatmaps together)
-        images = cam_images(model, from_png(png), classes)
+    images = serving.page_work(cam_images, model, from_png(png), classes)  # one heatmap pass at a time, one thread
     return [to_png(im) for im in images]

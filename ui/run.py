@@ -289,6 +289,13 @@ def _run_id(state: Job) -> str:
     return f"{_session_id()}/{state.key}"
 
 
+def running_count() -> int:
+    """Runs being driven now in this server process, by every session (this one's included)."""
+    running = _running_now()
+    with running.lock:
+        return len(running.ids)
+
+
 def busy_note() -> None:
     """A caption when other sessions are running attacks now: on a shared server (Streamlit Community Cloud, a
     classroom) their runs share the CPU with this one, so it will be slower, not stuck. Counted as this script run

@@ -55,6 +55,14 @@ class Throttles:
     images: Throttle = field(default_factory=lambda: Throttle(min_interval=0.75, budget=0.05, backoff=0.03, cap=200))
     cams: Throttle = field(default_factory=lambda: Throttle(min_interval=3.0, budget=0.06, backoff=0.05, cap=100))
 
+    def crowded(self, live_views: int, cores: int = 2) -> None:
+        """Stretch the intervals when more live views are drawn at once than the server has cores: thirty
+        sessions redrawing four times a second each took the cores from the attacks they were showing."""
+        factor = max(1.0, live_views / cores)
+        base = Throttles()
+        for name in ("charts", "images", "cams"):
+            getattr(self, name).min_interval = getattr(base, name).min_interval * factor
+
 
 @dataclass
 class RunRecord:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import secrets
 from collections.abc import Iterator
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -55,12 +57,18 @@ def live(
         view.draw_charts(record)
         view.draw_images(record, record.last_image if record.last_image is not None else record.original)
         throttles = record.throttles
+        throttles.crowded(run.running_count() + 1, os.cpu_count() or 1)  # the live views a class draws at once
 
         def images(step: Any) -> None:
             if isinstance(step, Waiting):
                 return
             record.snapshots.add(step.index, record.last_image)
             view.draw_images(record, record.last_image)
+
+        def charts(item: Any) -> None:
+            view.draw_status(record, job.timing)
+            if not isinstance(item, Waiting):  # queued: only the line saying where the run is
+                view.draw_charts(record)
 
         def cams(step: Any) -> None:
             if not isinstance(step, Waiting):
@@ -69,7 +77,7 @@ def live(
         run.drive(
             job,
             lambda: steps(record),
-            run.Draw(lambda _: (view.draw_status(record, job.timing), view.draw_charts(record)), throttles.charts),
+            run.Draw(charts, throttles.charts),
             run.Draw(images, throttles.images),
             run.Draw(cams, throttles.cams),
         )
@@ -392,14 +400,11 @@ def finish(record: RunRecord, status: str, error: str | None = None) -> None:
         record.last_image = record.original
     model = loaders.get_model(record.model_name)
     adversarial_png = loaders.to_png(record.last_image)
-    with serving.page_work:
-        record.verdict = verify(
-            model,
-            loaders.from_png(record.original_png),
-            loaders.from_png(adversarial_png),
-            source=record.source,
-            target=record.target,
-            confidence=record.confidence,
-        )
+    record.verdict = serving.page_work(
+        partial(verify, source=record.source, target=record.target, confidence=record.confidence),
+        model,
+        loaders.from_png(record.original_png),
+        loaders.from_png(adversarial_png),
+    )
     record.adversarial_png = adversarial_png
     record.snapshots.add(record.steps[-1] if record.steps else 0, record.last_image)
