@@ -475,7 +475,7 @@ def to_uint8(patch: Tensor | np.ndarray) -> np.ndarray:
 
 def from_uint8(pixels: np.ndarray) -> Tensor:
     """(P,P,3) uint8 -> (3,P,P) float in [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0  # (3, P, P)
 
 
 def save_patch(path: str | os.PathLike[str], patch: Tensor | np.ndarray, meta: dict[str, Any]) -> dict[str, Path]:
