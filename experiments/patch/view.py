@@ -31,9 +31,10 @@ PAPER_NOTE = (
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def shipped() -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-    """The shipped patches by target name: ((P,P,3) uint8 pixels, sidecar), for every PNG with a sidecar."""
+    """The shipped patches by target name: ((P,P,3) uint8 pixels, sidecar), for every PNG with a sidecar; the
+    toaster first, as the paper's (the page opens on it)."""
     found = {}
-    for png in sorted(SHIPPED_DIR.glob("*.png")):
+    for png in sorted(SHIPPED_DIR.glob("*.png"), key=lambda p: ("toaster" not in p.stem, p.stem)):
         if png.with_suffix(".json").exists():
             patch, meta = engine.load_patch(png)
             found[meta.get("target", png.stem)] = (engine.to_uint8(patch), meta)
