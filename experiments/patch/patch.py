@@ -542,6 +542,8 @@ def print_sheet(patch: Tensor | np.ndarray, cm: float, dpi: int = 300, caption: 
         for line in (((a, lo), (b, lo)), ((a, hi), (b, hi)), ((lo, a), (lo, b)), ((hi, a), (hi, b))):
             draw.line(line, fill=(90, 90, 90), width=width)
     text = caption or f"adversarial patch, {cm:g} cm - cut along the dashed line"
+    while len(text) > 8 and draw.textlength(text) > sheet.width - margin:  # a small sheet: shorten, never overflow
+        text = text[:-2]
     draw.text((margin, margin + side + 2 * gap + margin // 4), text, fill=(60, 60, 60))
     return sheet
 
