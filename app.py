@@ -17,6 +17,7 @@ PAGES = [
     st.Page(PAGES_DIR / "robustness.py", title="Robustness to transformations", icon=":material/rotate_right:"),
     st.Page(PAGES_DIR / "susceptibility.py", title="Susceptibility study", icon=":material/grid_on:"),
     st.Page(PAGES_DIR / "universal.py", title="Universal perturbations", icon=":material/grain:"),
+    st.Page(PAGES_DIR / "patch.py", title="Adversarial patch", icon=":material/sell:"),
     st.Page(PAGES_DIR / "defenses.py", title="Defenses and detection", icon=":material/shield:"),
     st.Page(PAGES_DIR / "how_it_works.py", title="How it works", icon=":material/school:"),
 ]

@@ -42,6 +42,7 @@ COMMANDS: tuple[str, ...] = (
     "defend",
     "detect",
     "universal",
+    "patch",
 )
 
 

@@ -1,0 +1,105 @@
+"""Adversarial patch: a visible sticker that turns whatever it sits next to into its target class for the model,
+wherever it is placed (Brown et al. 2017). Opens with a shipped patch placed on a sample, top-5 bars beside it.
+
+Widgets -> experiments.patch.patch (placing, printing, classifying, training by ui.run) -> experiments.patch.view.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from experiments.patch import patch as engine
+from experiments.patch import view
+from ui import loaders, run, widgets
+from ui.router import through_router
+
+through_router()
+
+K = "exp.patch."
+JOB, CURRENT, MODEL = K + "job", K + "current", "efficientnet_lite0"
+for _name, _value in {"x": 0.7, "y": 0.3, "size": 20, "angle": 0, "cm": 6.0, "steps": 60, "set": "samples"}.items():
+    st.session_state.setdefault(K + _name, _value)
+
+job = run.job(JOB)
+running = job.busy
+if job.ended and job.kind == "run" and "patch" in job.data and not job.data.get("adopted"):
+    label = "run" if job.status == "finished" else "stopped run"
+    st.session_state[CURRENT] = (job.data["patch"], {**job.data["meta"], "origin": label})
+    job.data["adopted"] = True
+
+st.title("Adversarial patch")
+st.caption(
+    "A patch you can print: not a faint change of a few grey levels, but a visible sticker trained so that the "
+    "model answers its target class wherever the sticker sits, at any angle and in any light (Brown et al. 2017). "
+    f"Model: {MODEL}."
+)
+shipped = view.shipped()
+choices = {f"{name} (shipped)": item for name, item in shipped.items()}
+if CURRENT in st.session_state:
+    pixels_run, meta_run = st.session_state[CURRENT]
+    choices[f"{meta_run.get('target', '?')} ({meta_run['origin']})"] = (pixels_run, meta_run)
+settings, out = st.columns([1, 2.2], gap="large")
+with settings:
+    loaded = view.uploaded(K + "load.upload", running)
+    if loaded is not None:
+        choices[f"{loaded[1]['file']} (loaded)"] = (loaded[0], {"target": "toaster", **loaded[1]})
+    if not choices:
+        st.error("No patch is shipped (data/patch/ is empty): train one below or load a PNG.")
+        st.stop()
+    which = st.selectbox("Patch", list(choices), key=K + "which")
+    pixels, meta = choices[which]
+    if "(loaded)" in which:
+        meta = {**meta, "target_index": widgets.class_select("Its target", K + "load_target", 859)}
+        meta["target"] = engine.target_name(meta["target_index"])
+    target = view.target_of(meta)
+    widgets.show_image(st, pixels, f"target: {widgets.class_name(target)}")
+    x = st.slider("Across (left → right)", 0.0, 1.0, key=K + "x", step=0.05)
+    y = st.slider("Down (top → bottom)", 0.0, 1.0, key=K + "y", step=0.05)
+    size = st.slider("Size (% of the image area)", 1, 50, key=K + "size")
+    angle = st.slider("Angle (degrees, counter-clockwise)", -180, 180, key=K + "angle", step=5)
+    picked = widgets.image_select(K + "photo", default="coffee", disabled=running)
+
+with out:
+    if picked is not None:
+        view.show_placed(MODEL, picked, pixels, target, (x, y, size / 100, float(angle)))
+
+    st.subheader("Print it")
+    cm = st.number_input("Printed side (cm)", 2.0, 30.0, key=K + "cm", step=0.5)
+    view.print_downloads(pixels, meta.get("target", "patch"), cm)
+
+    st.subheader("Hold it up to the camera")
+    st.caption("A photo of the printed patch next to an object: the model's answer, the patch's target marked.")
+    snap = st.camera_input("Take a photo", key=K + "camera.upload", disabled=running)
+    upload = st.file_uploader("…or upload a photo", key=K + "shot.upload", disabled=running, max_upload_size=50)
+    shot = snap if snap is not None else upload
+    view.show_camera(MODEL, shot.getvalue() if shot is not None else None, target)
+
+    st.subheader("Does it work on photos it never saw?")
+    view.show_heldout(meta)
+
+    st.subheader("Train a new one")
+    st.caption(
+        "Live, on this server's CPU: a few steps show the idea, a good patch takes thousands "
+        "(scripts/make_patch.py trained the shipped ones on 800 photos). Stop keeps the patch so far."
+    )
+    left, right = st.columns(2)
+    with left:
+        new_target = widgets.class_select("Target", K + "target", 859, disabled=running)
+        steps = int(st.number_input("Steps", 5, 2000, key=K + "steps", disabled=running))
+    with right:
+        source = st.segmented_control("Photos", ("samples", "shipped held-out"), key=K + "set", disabled=running)
+        seed = int(st.number_input("Seed (split, draws)", 0, 10_000, 0, key=K + "seed", disabled=running))
+    run.buttons(job, prefix=K, ready=True)
+
+    def start():
+        names, inputs = view.image_set("samples" if source != "shipped held-out" else view.HELDOUT_SET)
+        work = engine.train_patch(loaders.get_model(MODEL), inputs, new_target, steps=steps, seed=seed)
+        return view.recorded(work, job.data, MODEL)
+
+    slots = {"status": st.empty()}
+    patch_col, curve_col = st.columns([1, 2])
+    slots |= {"patch": patch_col.empty(), "curve": curve_col.empty()}
+    run.drive(job, start, run.Draw(view.painter(slots, job.data), run.Throttle(min_interval=0.8)))
+    run.show_notes(job)
+    if "last" in job.data and not running:
+        slots["status"].markdown(view.status(job.data["last"], stopped=job.status == "stopped"))
