@@ -228,3 +228,24 @@ def test_white_box_results_say_no_queries() -> None:
     model = TinyClassifier()
     (r,) = attack_targets(model, tensor_to_pil(_images(1)), make_attack("fgsm", eps=8.0), None, confidence=0.0)
     assert r.queries is None and r.to_json()["queries"] is None
+
+
+def test_square_agrees_with_torchattacks_on_the_tiny_net() -> None:
+    """Peer cross-check (torchattacks 3.5.1, requirements-peers.txt): same eps, p_init, budget and margin loss on 16
+    images; the success rates (top-1, 8-bit image) agree within a few images and both need far fewer queries than
+    the budget. The peer queries float images and draws one RNG stream for the batch, so not the same runs."""
+    torchattacks = pytest.importorskip("torchattacks")
+    net = TinyNet()
+    g = torch.Generator().manual_seed(11)
+    x = torch.randint(0, 256, (16, 3, 16, 16), generator=g).float() / 255.0
+    source = net(x).argmax(1)
+    ours = run_batch(make_attack("square", eps=24.0, queries=150), net, x, Goal(source), seeds=list(range(16))).last
+    peer = torchattacks.Square(net, norm="Linf", eps=24 / 255, n_queries=150, p_init=0.05, loss="margin", seed=0)
+    peer.init_hyperparam(x)
+    torch.manual_seed(0)
+    peer_queries, adv = peer.attack_single_run(x, source)
+    peer_ok = net(quantize(adv)).argmax(1) != source  # (16,)
+    ours_ok = ours.success
+    assert int(ours_ok.sum()) >= 10 and int(peer_ok.sum()) >= 10
+    assert abs(int(ours_ok.sum()) - int(peer_ok.sum())) <= 3
+    assert float(ours.queries[ours_ok].float().median()) <= 75 and float(peer_queries[peer_ok].median()) <= 75
