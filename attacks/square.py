@@ -199,8 +199,7 @@ class SquareL2(_Square):
         out = torch.empty_like(x0)  # (A, 3, H, W)
         for a, g in enumerate(gens):
             delta = best[a] - x0[a]  # (3, H, W)
-            r1, q1 = (int(torch.randint(0, max(h - s, 1), (1,), generator=g)) for _ in range(2))
-            r2, q2 = (int(torch.randint(0, max(h - s, 1), (1,), generator=g)) for _ in range(2))
+            r1, q1, r2, q2 = (int(torch.randint(0, max(side - s, 1), (1,), generator=g)) for side in (h, w, h, w))
             m1 = torch.zeros(1, h, w, device=x0.device)
             m1[:, r1 : r1 + s, q1 : q1 + s] = 1.0
             m2 = torch.zeros_like(m1)
