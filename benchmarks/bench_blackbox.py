@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--attacks", default="square,simba,hopskipjump")
     ap.add_argument("--queries", type=int, default=None, help="budget for every attack (default: each one's)")
+    ap.add_argument("--eps", type=float, default=None, help="eps for every attack that has one (default: each one's)")
     ap.add_argument("--confidence", type=float, default=0.0)
     ap.add_argument("--peer", action="store_true", help="also run torchattacks.Square at square's settings")
     args = ap.parse_args()
@@ -109,6 +110,8 @@ def main() -> None:
     print(f"bare forward, batch 1: {rate:.1f} images/s; confidence {args.confidence:g}; untargeted")
     for name in args.attacks.split(","):
         extra = {} if args.queries is None else {"queries": args.queries}
+        if args.eps is not None:
+            extra["eps"] = args.eps
         attack = make_attack(name, **extra)
         rows = []
         for i, original in enumerate(inputs):

@@ -4,6 +4,7 @@ image they ask about, fool most images on the saved 8-bit image, and refuse bad 
 from __future__ import annotations
 
 import functools
+import json
 import types
 
 import pytest
@@ -249,3 +250,23 @@ def test_square_agrees_with_torchattacks_on_the_tiny_net() -> None:
     assert int(ours_ok.sum()) >= 10 and int(peer_ok.sum()) >= 10
     assert abs(int(ours_ok.sum()) - int(peer_ok.sum())) <= 3
     assert float(ours.queries[ours_ok].float().median()) <= 75 and float(peer_queries[peer_ok].median()) <= 75
+
+
+@pytest.mark.slow
+def test_cli_square_on_lite0_writes_queries_in_result_json(tmp_path, capsys) -> None:
+    out = tmp_path / "sq"
+    argv = ["attack", "--image", "chelsea", "--attack", "square", "--queries", "300", "--confidence", "0"]
+    code = cli.main([*argv, "--out", str(out), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["attack"] == "square" and 1 <= data["queries"] <= 300
+    assert data == json.loads((out / "result.json").read_text())
+    assert data["max_change_255"] <= 8  # the default eps, on the saved PNG
+
+
+@pytest.mark.slow
+def test_cli_targeted_hopskipjump_without_a_photo_of_the_target_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["attack", "--image", "coffee", "--attack", "hopskipjump", "--target", "umbrella", "--out", "X"]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "starting images is one" in err, err
