@@ -141,6 +141,8 @@ def main() -> None:
                 peer.append(peer_square(model, x, source, hp["eps"] / 255, int(hp["queries"]), hp["p_init"], i))
                 print(f"  peer {paths[i].name}: {'ok' if peer[-1]['success'] else 'FAILED'} {peer[-1]['queries']}")
             print(line("torchattacks.Square", peer, int(hp["queries"])), flush=True)
+    # The CPU is shared: the forward rate again at the end brackets the queries/s figures above.
+    print(f"bare forward, batch 1, at the end: {forward_rate(model, pil_to_tensor(inputs[0])):.1f} images/s")
 
 
 if __name__ == "__main__":
