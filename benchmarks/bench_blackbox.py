@@ -87,6 +87,30 @@ def peer_square(model, x: torch.Tensor, source: int, eps: float, budget: int, p_
     }
 
 
+def speed(args: argparse.Namespace) -> None:
+    """Queries/s of square (whole budget, early_stop=False) and of the peer beside the bare forward rate, interleaved
+    in three rounds on one image so that all three see the same load of this shared CPU; medians printed."""
+    torch.set_num_threads(2)
+    model = load_model("efficientnet_lite0", device="cpu")
+    path = pick(Path(args.images), args.n, args.seed)[-1]
+    original = model.preprocess(load_image(path))
+    x = pil_to_tensor(original)  # (1, 3, H, W)
+    with torch.no_grad():
+        source = int(model(x).argmax(1)[0])
+    q, eps = args.speed, 12.75 if args.eps is None else args.eps
+    rates: dict[str, list[float]] = {"bare forward": [], "square": [], "torchattacks.Square": []}
+    for _ in range(3):
+        rates["bare forward"].append(forward_rate(model, x, repeats=q))
+        attack = make_attack("square", eps=eps, queries=q, early_stop=False)
+        (r,) = attack_targets(model, original, attack, None, confidence=args.confidence)
+        rates["square"].append(r.queries / r.seconds)
+        p = peer_square(model, x, source, eps / 255, q, 0.05, 0)
+        rates["torchattacks.Square"].append(p["queries"] / p["seconds"])
+    print(f"{path.name}, {q} queries per run, eps {eps:g}/255, medians of 3 interleaved rounds:")
+    for name, v in rates.items():
+        print(f"  {name:<22} {statistics.median(v):.2f} images/s  (rounds: {', '.join(f'{x:.2f}' for x in v)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", default=str(ROOT.parent / "shared" / "photos" / "imagen"))
@@ -97,7 +121,11 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=None, help="eps for every attack that has one (default: each one's)")
     ap.add_argument("--confidence", type=float, default=0.0)
     ap.add_argument("--peer", action="store_true", help="also run torchattacks.Square at square's settings")
+    ap.add_argument("--speed", type=int, default=0, help="only time Q queries: forward, square, peer, interleaved")
     args = ap.parse_args()
+    if args.speed:
+        speed(args)
+        return
 
     torch.set_num_threads(2)
     model = load_model("efficientnet_lite0", device="cpu")
