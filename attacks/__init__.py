@@ -7,14 +7,31 @@ from attacks.bim import BIM
 from attacks.cw import CarliniWagnerL2
 from attacks.deepfool import DeepFool
 from attacks.fgsm import FGSM
+from attacks.hopskipjump import HopSkipJump
 from attacks.mifgsm import MIFGSM
 from attacks.pgd import PGD
 from attacks.pgd_l2 import PGDL2
 from attacks.relabel import Relabel
+from attacks.simba import SimBA
+from attacks.square import SquareL2, SquareLinf
 
 #: Every attack by registry name. Tests iterate over this dict, so a new entry is tested by existing tests.
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (Relabel, FGSM, BIM, PGD, PGDL2, MIFGSM, DeepFool, CarliniWagnerL2)
+    cls.name: cls
+    for cls in (
+        Relabel,
+        FGSM,
+        BIM,
+        PGD,
+        PGDL2,
+        MIFGSM,
+        DeepFool,
+        CarliniWagnerL2,
+        SquareLinf,
+        SquareL2,
+        SimBA,
+        HopSkipJump,
+    )
 }
 DEFAULT_ATTACK = "relabel"
 

@@ -30,6 +30,8 @@ class Step:
     distortion: (N,) RMS distortion of x_adv from the original (Robinson & Graham eq. 3).
     done: (N,) True once a sample stopped (success, budget exhausted, or last step).
     success: (N,) True where x_adv meets the goal (target reached / label changed, with confidence).
+    queries: (N,) long, images each sample has asked the model about so far (black-box attacks, attacks/queries.py);
+        None for white-box attacks, which count gradient steps instead.
     """
 
     index: int
@@ -39,6 +41,7 @@ class Step:
     distortion: Tensor
     done: Tensor
     success: Tensor
+    queries: Tensor | None = None
 
 
 #: The success confidence of the CLI (`attack`, `transfer`), the Transfer and Robustness pages and the Attack Lab:

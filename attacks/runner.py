@@ -64,6 +64,8 @@ class AttackResult:
     seconds: float
     original: Image.Image = field(repr=False)
     adversarial: Image.Image = field(repr=False)
+    #: Images the attack asked the model about (black-box attacks, Step.queries); None for white-box attacks.
+    queries: int | None = None
 
     @property
     def success(self) -> bool:
@@ -90,6 +92,7 @@ class AttackResult:
             },
             "success": v.success,
             "iterations": self.iterations,
+            "queries": self.queries,
             "rms_distortion": v.rms_distortion,
             "linf": v.linf,
             "max_change_255": v.max_change_255,
@@ -310,6 +313,7 @@ def attack_targets(
         end = run_batch(attack, model, x, goal, seeds=seeds, attacked=attacked, judge=judge, on_step=on_step)
         seconds = (time.perf_counter() - start) / n  # batch time shared equally
         x_adv = end.x_adv  # (n, 3, H, W)
+        queries = None if end.last.queries is None else end.last.queries.cpu()  # (n,) final counts
         advs = [tensor_to_pil(x_adv[j : j + 1]) for j in range(n)]
         verdicts = verify_many(model, original, advs, source=source, targets=part, confidence=confidence)
         for j, (t, adv, v) in enumerate(zip(part, advs, verdicts, strict=True)):
@@ -328,6 +332,7 @@ def attack_targets(
                     seconds=seconds,
                     original=original,
                     adversarial=adv,
+                    queries=None if queries is None else int(queries[j]),
                 )
             )
         if progress is not None:
@@ -364,6 +369,7 @@ def save_result(result: AttackResult, model: Classifier, folder: Path, *, gain: 
 def summarize(results: list[AttackResult]) -> dict[str, Any]:
     """summary.json for a many-target run: success rate, mean iterations and distortion."""
     ok = [r for r in results if r.success]
+    queries = [r.queries for r in results if r.queries is not None]
     return {
         "count": len(results),
         "successes": len(ok),
@@ -371,5 +377,6 @@ def summarize(results: list[AttackResult]) -> dict[str, Any]:
         "mean_iterations": float(np.mean([r.iterations for r in results])) if results else 0.0,
         "mean_rms_distortion": float(np.mean([r.verdict.rms_distortion for r in results])) if results else 0.0,
         "mean_rms_distortion_successful": float(np.mean([r.verdict.rms_distortion for r in ok])) if ok else None,
+        "mean_queries": float(np.mean(queries)) if queries else None,
         "seconds": float(sum(r.seconds for r in results)),
     }

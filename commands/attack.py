@@ -8,6 +8,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from commands import common
 
@@ -37,6 +38,18 @@ def complete(parser: argparse.ArgumentParser) -> None:
     common.add_attack_hyperparameters(parser)
 
 
+def starting_images(model: Any, skip: str) -> Any:
+    """(P,3,H,W) the shipped sample photos as the model sees them: what a decision-based attacker owns to start
+    from (a targeted HopSkipJump needs one the model labels as the target; each one it tries costs a query)."""
+    import torch
+
+    from images import SAMPLES, load_image
+    from models import pil_to_tensor
+
+    photos = [pil_to_tensor(model.preprocess(load_image(s))) for s in SAMPLES if s != skip]
+    return torch.cat(photos).to(model.device)  # (P, 3, H, W)
+
+
 def run(args: argparse.Namespace) -> int:
     attack = common.make_attack_from(args, args.attack)  # hyperparameters first: they need attacks (torch) only
     confidence = common.check_confidence(args.confidence)
@@ -59,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
                 if t not in targets:
                     targets.append(t)
     many = targets is not None and len(targets) > 1
+    if getattr(attack, "decision_based", False) and attack.starts is None:
+        attack.starts = starting_images(model, args.image)
     start = time.perf_counter()
     results = attack_targets(
         model,
@@ -90,10 +105,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     r = rows[0]
     goal = f"-> {r['target']['label']}" if r["target"] else "(untargeted)"
+    spent = "" if r["queries"] is None else f" ({r['queries']} queries)"
     text = (
         f"{'SUCCESS' if r['success'] else 'FAILED'}: {r['source']['label']} {goal}; saved image classified as "
         f"{r['final']['label']} ({r['final']['probability']:.1%}, needed {confidence:.0%}) after {r['iterations']} "
-        f"steps, RMS distortion {r['rms_distortion']:.4f}, max change {r['max_change_255']}/255; written to {out}/"
+        f"steps{spent}, RMS distortion {r['rms_distortion']:.4f}, max change {r['max_change_255']}/255; "
+        f"written to {out}/"
     )
     common.emit(r, args.json, text)
     return 0
