@@ -94,6 +94,7 @@ class SampleStep:
     distortion: Tensor  # (1,)
     done: Tensor  # (1,) bool
     success: Tensor  # (1,) bool
+    queries: Tensor | None = None  # (1,) black-box attacks' images asked so far; None for white-box
 
     @staticmethod
     def of(step: Step, j: int) -> SampleStep:
@@ -107,12 +108,20 @@ class SampleStep:
             step.distortion[sl].detach().cpu(),
             step.done[sl].cpu(),
             step.success[sl].cpu(),
+            None if step.queries is None else step.queries[sl].cpu(),
         )
 
     def as_step(self) -> Step:
         """A one-sample Step whose x_adv is the 8-bit iterate (all a page reads of it)."""
         return Step(
-            self.index, self.image.float() / 255, self.probs, self.loss, self.distortion, self.done, self.success
+            self.index,
+            self.image.float() / 255,
+            self.probs,
+            self.loss,
+            self.distortion,
+            self.done,
+            self.success,
+            self.queries,
         )
 
     @property
