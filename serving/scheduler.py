@@ -31,10 +31,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attacks import Attack, Goal, Step, make_attack
+from attacks import Attack, AttackError, Goal, Step, make_attack
 from attacks.runner import drive
 
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "queued", "running", "finished", "failed", "cancelled"
+
+
+class RunFailed(RuntimeError):
+    """A run that failed in the scheduler's worker; str(err) is the page's one line."""
+
+
 ENDED = (FINISHED, FAILED, CANCELLED)
 
 
@@ -255,7 +261,7 @@ class Scheduler:
             yield from new
             i += len(new)
             if status == FAILED:
-                raise RuntimeError(ticket.error or "the run failed")
+                raise RunFailed(ticket.error or "the run failed")
             if status in ENDED and i >= len(ticket.steps):
                 return
             if status == QUEUED:
@@ -303,7 +309,11 @@ class Scheduler:
                 self._run(batch)
             except Exception as err:  # a failed batch fails its runs (each page shows the line), never the worker
                 for t in batch:
-                    t._push(status=FAILED, error=f"{type(err).__name__}: {err}")
+                    # a user error (AttackError: bad settings, no starting image) is its own one line; others say what
+                    t._push(
+                        status=FAILED,
+                        error=str(err) if isinstance(err, AttackError) else f"{type(err).__name__}: {err}",
+                    )
             seconds = time.perf_counter() - start
             with self._lock:
                 self._batches += 1

@@ -155,15 +155,16 @@ class LiveView:
 
     def draw_status(self, record: RunRecord, t: run.Timing, note: str = "") -> None:
         done = len(record.steps)
-        rate = done / t.active if t.active else 0.0
+        rate = done / t.active if t.active and not record.shared else 0.0
         flip = f" · label flipped at step {record.flip_step}" if record.flip_step is not None else ""
         if record.waiting is not None:
             self.status.markdown(f":material/hourglass_top: {record.waiting}{note}")
             return
         shared = " · shared with other students who asked for the same run" if record.shared else ""
         self.status.markdown(
-            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {t.active:.1f} s · {rate:.1f} steps/s · "
-            f"{record.status}{flip}{shared}{note}"
+            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {t.active:.1f} s · "
+            + (f"{rate:.1f} steps/s · " if rate else "")
+            + f"{record.status}{flip}{shared}{note}"
         )
 
     def draw_charts(self, record: RunRecord, index: int | None = None, marker: int | None = None) -> None:
@@ -274,6 +275,9 @@ class LiveView:
             v = record.verdict
             if record.status == "failed":
                 st.error(f"The attack failed: {record.error}.")
+                v = None  # no verdict or downloads for an image the attack never changed
+                if not record.steps:
+                    return
             if v is not None:
                 last = record.steps[-1] if record.steps else 0
                 when = f"Stopped at step {last}: " if record.status == "stopped" else ""
