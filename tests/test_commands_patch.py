@@ -7,22 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_checks import refused
 
 import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TOASTER = ROOT / "data/patch/efficientnet_lite0_toaster.png"
-
-
-def _refused(capsys, argv: list[str], words: str) -> None:
-    try:
-        code = cli.main(argv)
-    except SystemExit as stop:  # argparse's own refusals
-        code = stop.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("error:"), err
-    assert words in err, err
 
 
 @pytest.mark.parametrize(
@@ -37,16 +27,16 @@ def _refused(capsys, argv: list[str], words: str) -> None:
     ],
 )
 def test_bad_settings_are_one_line(capsys, tmp_path: Path, extra: list[str], words: str) -> None:
-    _refused(capsys, ["patch", "--images", "samples", "--out", str(tmp_path), *extra], words)
+    refused(capsys, ["patch", "--images", "samples", "--out", str(tmp_path), *extra], words)
     assert not any(tmp_path.iterdir()), "nothing is written for refused input"
 
 
 def test_bad_files_are_one_line(capsys, tmp_path: Path) -> None:
-    _refused(capsys, ["patch", "--images", "samples"], "--out")
-    _refused(capsys, ["patch", "--apply", str(tmp_path / "missing.png")], "existing patch image")
+    refused(capsys, ["patch", "--images", "samples"], "--out")
+    refused(capsys, ["patch", "--apply", str(tmp_path / "missing.png")], "existing patch image")
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    _refused(capsys, ["patch", "--apply", str(text)], "is not a usable image")
+    refused(capsys, ["patch", "--apply", str(text)], "is not a usable image")
 
 
 def test_apply_the_shipped_patch_agrees_with_its_sidecar(capsys) -> None:

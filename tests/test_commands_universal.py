@@ -8,20 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import refused
 
 import cli
 from images import load_sample
-
-
-def _refused(capsys, argv: list[str], words: str) -> None:
-    try:
-        code = cli.main(argv)
-    except SystemExit as stop:  # argparse's own refusals
-        code = stop.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("error:"), err
-    assert words in err, err
 
 
 @pytest.mark.parametrize(
@@ -41,23 +31,23 @@ def _refused(capsys, argv: list[str], words: str) -> None:
     ],
 )
 def test_bad_settings_are_one_line(capsys, tmp_path: Path, extra: list[str], words: str) -> None:
-    _refused(capsys, ["universal", "--images", "samples", "--out", str(tmp_path), *extra], words)
+    refused(capsys, ["universal", "--images", "samples", "--out", str(tmp_path), *extra], words)
     assert not any(tmp_path.iterdir()), "nothing is written for refused input"
 
 
 def test_bad_files_and_sets_are_one_line(capsys, tmp_path: Path) -> None:
-    _refused(capsys, ["universal", "--images", str(tmp_path / "nowhere"), "--out", str(tmp_path)], "image set")
-    _refused(capsys, ["universal", "--images", "samples"], "--out")
-    _refused(capsys, ["universal", "--apply", str(tmp_path / "missing.npy")], "existing .npy")
+    refused(capsys, ["universal", "--images", str(tmp_path / "nowhere"), "--out", str(tmp_path)], "image set")
+    refused(capsys, ["universal", "--images", "samples"], "--out")
+    refused(capsys, ["universal", "--apply", str(tmp_path / "missing.npy")], "existing .npy")
     text = tmp_path / "notes.npy"
     text.write_text("not an array")
-    _refused(capsys, ["universal", "--apply", str(text)], "cannot read perturbation")
+    refused(capsys, ["universal", "--apply", str(text)], "cannot read perturbation")
     flat = tmp_path / "flat.npy"
     np.save(flat, np.zeros((224, 224), np.float32))
-    _refused(capsys, ["universal", "--apply", str(flat)], "(3,H,W) perturbation")
+    refused(capsys, ["universal", "--apply", str(flat)], "(3,H,W) perturbation")
     nan = tmp_path / "nan.npy"
     np.save(nan, np.full((3, 8, 8), np.nan, np.float32))
-    _refused(capsys, ["universal", "--apply", str(nan)], "finite")
+    refused(capsys, ["universal", "--apply", str(nan)], "finite")
 
 
 @pytest.mark.slow
