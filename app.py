@@ -19,6 +19,7 @@ PAGES = [
     st.Page(PAGES_DIR / "universal.py", title="Universal perturbations", icon=":material/grain:"),
     st.Page(PAGES_DIR / "patch.py", title="Adversarial patch", icon=":material/sell:"),
     st.Page(PAGES_DIR / "defenses.py", title="Defenses and detection", icon=":material/shield:"),
+    st.Page(PAGES_DIR / "challenge.py", title="Classroom challenge", icon=":material/groups:"),
     st.Page(PAGES_DIR / "how_it_works.py", title="How it works", icon=":material/school:"),
 ]
 

@@ -4,8 +4,11 @@ Thin on purpose: widgets (ui.pickers) -> settings (ui.state, mirrored in the URL
 experiments.lab.view).
 """
 
+from functools import partial
+
 import streamlit as st
 
+from experiments.challenge import view as challenge_view
 from experiments.lab import record as lab_record
 from experiments.lab import view as lab_view
 from experiments.universal import view as universal_view
@@ -15,38 +18,49 @@ from ui.router import through_router
 through_router()
 
 state.init_state()
+mode = challenge_view.lab_mode()  # opened from a classroom challenge's link: the setup is the challenge's
 job = run.job(lab_record.JOB)
 running = job.busy
 if job.status == "requested":
     st.session_state[state.SETUP_OPEN] = False  # fold the setup: on a projector the live view needs the screen
 
-st.title("Attack Lab")
-st.caption(
-    "An invisible change of a few grey levels makes a classifier see whatever you like. "
-    "Pick an image, a model and a target class, press **Run**, and watch it happen."
-)
-for message in state.url_errors():
-    st.error(f"{message[:1].upper()}{message[1:]}.")
+st.title("Attack Lab" if mode is None else "Attack Lab · classroom challenge")
+if mode is None:
+    st.caption(
+        "An invisible change of a few grey levels makes a classifier see whatever you like. "
+        "Pick an image, a model and a target class, press **Run**, and watch it happen."
+    )
+    for message in state.url_errors():
+        st.error(f"{message[:1].upper()}{message[1:]}.")
+    submitted = None
+else:
+    submitted = challenge_view.lab_header(mode, disabled=running)
 
 # Run and Stop above the setup (filled in below, once the setup is known): on first load at 1366x768 the open
 # setup fills the screen and would push them below the fold.
 controls = st.container()
-with st.expander(pickers.setup_summary(), expanded=True, key=state.SETUP_OPEN, on_change="rerun"):
+fixed = mode is not None  # a challenge fixes image, model and target
+summary = pickers.setup_summary(mode.challenge.image_name if fixed else None)
+with st.expander(summary, expanded=True, key=state.SETUP_OPEN, on_change="rerun"):
     col_image, col_seen, col_goal, col_attack = st.columns([1.45, 1, 1.15, 1], gap="medium")
     with col_image:
         st.markdown("**1 · Image**")
-        image = pickers.image_picker(disabled=running)
+        if fixed:
+            image = pickers.ImageChoice(name=mode.challenge.image_name, data=mode.challenge.image_png)
+            st.caption(f"Fixed by challenge {mode.challenge.code}: every student attacks this same image.")
+        else:
+            image = pickers.image_picker(disabled=running)
     with col_goal:
         st.markdown("**2 · Model and target**")
-        model_name = pickers.model_picker(disabled=running)
+        model_name = pickers.model_picker(disabled=running or fixed)
     with col_seen:
-        seen = pickers.model_view(model_name, image)
+        seen = pickers.model_view(model_name, image, exact=fixed)
     with col_goal:
-        target, target_ok = pickers.target_picker(seen, disabled=running)
+        target, target_ok = pickers.target_picker(seen, disabled=running or fixed)
     with col_attack:
         st.markdown("**3 · Attack**")
-        choice = pickers.attack_picker(target, disabled=running)
-ready = seen is not None and target_ok and choice.attack is not None
+        choice = pickers.attack_picker(target, disabled=running, names=mode.attacks if fixed else None)
+ready = seen is not None and target_ok and choice.attack is not None and (not fixed or mode.nickname is not None)
 
 query = state.settings_query(
     image=image.sample_id if image is not None else None,
@@ -56,16 +70,25 @@ query = state.settings_query(
     params=choice.params,
     confidence=choice.confidence,
 )
-state.write_url(query)
+state.write_url({"challenge": mode.challenge.code} if fixed else query)
 
 run_col, stop_col, status = controls.columns([1, 1, 6], gap="small", vertical_alignment="center")
 run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col))
 view = lab_view.LiveView(status)
-lab_view.live(job, view, seen=seen, image=image, target=target, choice=choice, query=query)
+on_finish = partial(challenge_view.submit, mode) if fixed else None
+lab_view.live(job, view, seen=seen, image=image, target=target, choice=choice, query=query, on_finish=on_finish)
 
 record = st.session_state.get(lab_record.RECORD)
+if fixed:
+    challenge_view.lab_result(mode, record, submitted)
 universal = st.session_state.get("exp.univ.current")  # a v computed or loaded on the Universal page this session
-if universal is not None and record is not None and record.status != "running" and record.last_image is not None:
+if (
+    not fixed
+    and universal is not None
+    and record is not None
+    and record.status != "running"
+    and record.last_image is not None
+):
     if st.checkbox(f"Add the universal perturbation (for {universal[1].get('model')}) to the result", key="lab.univ"):
         png = loaders.to_png(record.last_image)
         universal_view.show_applied(

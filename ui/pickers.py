@@ -106,12 +106,15 @@ def _gallery(disabled: bool) -> None:
                     st.caption(_short_name(sample_id))
 
 
-def setup_summary() -> str:
-    """One line naming the current setup, for the label of the collapsed setup panel."""
+def setup_summary(fixed_image: str | None = None) -> str:
+    """One line naming the current setup, for the label of the collapsed setup panel (`fixed_image`: the name of
+    an image the page fixed, a classroom challenge's)."""
     session = st.session_state
     source = session.get(state.SOURCE)
     image = (
-        SAMPLES[session[state.IMAGE]].title
+        fixed_image
+        if fixed_image is not None
+        else SAMPLES[session[state.IMAGE]].title
         if source == state.SOURCES[0] and session.get(state.IMAGE) in SAMPLES
         else ("your upload" if source == "Upload" else "a camera shot")
     )
@@ -159,21 +162,26 @@ def model_picker(*, disabled: bool) -> str | None:
     return name
 
 
-def model_view(model_name: str | None, image: ImageChoice | None) -> ModelInput | None:
-    """Show the image as the model sees it (resized and centre-cropped) with the model's top-5."""
+def model_view(model_name: str | None, image: ImageChoice | None, *, exact: bool = False) -> ModelInput | None:
+    """Show the image as the model sees it (resized and centre-cropped) with the model's top-5. `exact`: the
+    image's bytes already are the model's 8-bit input (a classroom challenge's), used as they are."""
     st.markdown("**What the model sees**")
     if model_name is None or image is None:
         st.info("Pick an image and a model that can be loaded.")
         return None
     try:
-        png = loaders.model_input_png(model_name, image.sample_id, image.data)
+        png = (
+            image.data
+            if exact and image.data is not None
+            else loaders.model_input_png(model_name, image.sample_id, image.data)
+        )
     except ImageError as err:
         st.error(f"This image cannot be used: {err}.")
         return None
     seen = ModelInput(model_name, loaders.get_model(model_name), png, loaders.probabilities(model_name, png))
     size = seen.model.input_size
     st.image(png, caption=f"{image.name} · {size}×{size} pixels", output_format="PNG", width="stretch")
-    if image.data is not None:
+    if image.data is not None and not exact:
         with Image.open(io.BytesIO(image.data)) as raw:  # the header only: the upload was decoded and checked above
             w, h = raw.size
         if min(w, h) < size:
@@ -287,11 +295,12 @@ def _param_widget(attack: str, param: Param, disabled: bool) -> float:
     return param_input(param, state.param_key(attack, param.name), disabled=disabled)
 
 
-def attack_picker(target: state.TargetChoice, *, disabled: bool) -> AttackChoice:
-    """The attack, a one-line summary of it, and its parameters (two per row), checked by the engine."""
+def attack_picker(target: state.TargetChoice, *, disabled: bool, names: list[str] | None = None) -> AttackChoice:
+    """The attack, a one-line summary of it, and its parameters (two per row), checked by the engine. `names`: the
+    attacks on offer (a classroom challenge's rule), default all."""
     name = st.selectbox(
         "Attack",
-        list(ATTACKS),
+        names or list(ATTACKS),
         key=state.ATTACK,
         format_func=lambda a: ATTACKS[a].title.split(" (")[0],  # the citation goes in the caption: it fits there
         disabled=disabled,

@@ -91,6 +91,7 @@ class RunRecord:
     p_target: list[float] = field(default_factory=list)
     rms: list[float] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
+    queries: list[int] = field(default_factory=list)  # per step, black-box attacks only (else empty)
     top_ids: list[np.ndarray] = field(default_factory=list)  # per step (TOP_K,) int16
     top_probs: list[np.ndarray] = field(default_factory=list)  # per step (TOP_K,) float32
     flip_step: int | None = None
@@ -117,6 +118,8 @@ class RunRecord:
         self.p_target.append(float(numbers.probs[self.target]) if self.target is not None else float("nan"))
         self.rms.append(numbers.rms)
         self.loss.append(numbers.loss)
+        if numbers.queries is not None:
+            self.queries.append(numbers.queries)
         self.top_ids.append(numbers.top_ids)
         self.top_probs.append(numbers.top_probs)
         top = int(numbers.top_ids[0])
@@ -152,6 +155,7 @@ class RunRecord:
             "target": None if self.target is None else {"index": self.target, "label": target_label},
             "status": self.status,
             "steps_run": len(self.steps),
+            "queries": self.queries[-1] if self.queries else None,
             "flip_step": self.flip_step,
             "seconds": self.seconds,
             "verdict": None if self.verdict is None else asdict(self.verdict),

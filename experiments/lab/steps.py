@@ -87,6 +87,7 @@ class StepNumbers:
     rms: float
     loss: float
     image: np.ndarray  # (H, W, 3) uint8 of the iterate as saved
+    queries: int | None = None  # black-box attacks: images asked about so far (None: a white-box attack)
 
 
 def step_numbers(step: Step, top_k: int) -> StepNumbers:
@@ -101,6 +102,7 @@ def step_numbers(step: Step, top_k: int) -> StepNumbers:
         rms=float(step.distortion[0]),
         loss=float(step.loss[0]),
         image=image,
+        queries=None if step.queries is None else int(step.queries[0]),
     )
 
 

@@ -10,7 +10,7 @@ import itertools
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from time import perf_counter
 from typing import Any
@@ -45,8 +45,10 @@ def live(
     target: state.TargetChoice,
     choice: AttackChoice,
     query: dict[str, str],
+    on_finish: Callable[[RunRecord], None] | None = None,
 ) -> None:
-    """Start a run on Run, continue it after any other rerun, finish it however it ended, and draw the page."""
+    """Start a run on Run, continue it after any other rerun, finish it however it ended, and draw the page.
+    `on_finish`: called once with the verified record when a run ends (a classroom challenge submits it)."""
     record: RunRecord | None = st.session_state.get(RECORD)
     if job.status == "requested" and seen is not None and image is not None and choice.attack is not None:
         record = new_record(seen, image, target, choice, query)
@@ -87,6 +89,8 @@ def live(
         record.seconds = job.timing.active
         errors = [text for level, text in job.notes if level == "error"]
         finish(record, job.status, errors[-1] if errors else None)
+        if on_finish is not None:
+            on_finish(record)
     if record is None:
         view.draw_idle(seen, target, ready=job.status != "failed" and seen is not None)
     else:

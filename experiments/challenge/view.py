@@ -1,0 +1,482 @@
+"""The classroom challenge on screen: the teacher's page (create, then the live board) and the Attack Lab's
+challenge mode (a nickname, the locked setup, each finished run submitted and ranked).
+
+Who sees what: the board and its controls need the teacher's link (`/challenge?code=…&key=…`, the key checked
+by the store on every action); the students' link (`/?challenge=…`) carries only the code. Submissions are made
+here, on the server, from the run's saved PNG, and scored afresh by experiments.challenge.challenge.score.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.parse
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import serving
+from experiments.challenge.challenge import RULE_TITLES, allowed_attacks, budget_params, budget_text, score
+from experiments.challenge.store import (
+    ALLOWED,
+    BUDGET_RANGES,
+    NICKNAME_MAX,
+    Board,
+    Challenge,
+    ChallengeError,
+    ChallengeStore,
+    Entry,
+    default_path,
+)
+from experiments.lab.record import RunRecord
+from experiments.lab.steps import UNTARGETED, difference_image
+from models import DEFAULT_MODEL, IMAGENET_CATEGORIES, MODELS, class_index
+from ui import loaders, widgets
+
+REFRESH_S = 3  # the board's refresh interval while it is shown
+BEST_SHOWN = 3
+DIFF_GAIN = 10
+GALLERY_COLUMNS = 6
+
+_KEY = "challenge.player_key"  # this browser session's secret: owns the nickname it claimed
+_NICK = "challenge.nickname"  # code -> the nickname this session plays under
+_SUBMITTED = "challenge.submitted"  # run id -> entry id, or the sentence saying why it was not taken
+_PRESET = "challenge.preset"  # the code whose budget was put into the attack's parameters
+
+
+@lru_cache(maxsize=4)
+def _store(path: str) -> ChallengeStore:
+    return ChallengeStore(path)
+
+
+def store() -> ChallengeStore:
+    """The process's store of the configured database file (ADVLAB_CHALLENGE_DB)."""
+    return _store(str(default_path()))
+
+
+def _origin() -> str:
+    """This server's address as the browser sees it (for the links a teacher copies)."""
+    url = urllib.parse.urlsplit(st.context.url or "http://localhost:8501/")
+    return f"{url.scheme}://{url.netloc}"
+
+
+def students_link(code: str) -> str:
+    return f"{_origin()}/?challenge={code}"
+
+
+def teacher_link(code: str, token: str) -> str:
+    return f"{_origin()}/challenge?code={code}&key={token}"
+
+
+def goal_sentence(ch: Challenge) -> str:
+    """What the class is asked to do, in one sentence."""
+    source = IMAGENET_CATEGORIES[ch.source]
+    goal = f"see **{IMAGENET_CATEGORIES[ch.target]}**" if ch.target is not None else "see anything but its class"
+    sure = f" with at least {ch.confidence:.0%}" if ch.confidence else ""
+    return f"Make {MODELS[ch.model].title} {goal}{sure} in this {source} picture, {budget_text(ch)}."
+
+
+def _time_left(ch: Challenge) -> str:
+    if not ch.is_open():
+        return "closed"
+    left = ch.seconds_left()
+    return "open" if left is None else f"open · {int(left // 60)}:{int(left % 60):02d} left"
+
+
+# ------------------------------------------------------------------------------------------------ the Lab's mode
+
+
+@dataclass(frozen=True)
+class LabMode:
+    """The Attack Lab opened from a students' link: the fixed settings and who plays."""
+
+    challenge: Challenge
+    nickname: str | None
+    player_key: str
+
+    @property
+    def attacks(self) -> list[str]:
+        return allowed_attacks(self.challenge.allowed)
+
+    @property
+    def target(self) -> int | str:
+        return UNTARGETED if self.challenge.target is None else self.challenge.target
+
+
+def lab_mode() -> LabMode | None:
+    """The challenge this Lab session plays (`?challenge=CODE`), or None. An unknown code stops the page with
+    one line and a way out."""
+    code = st.query_params.get("challenge")
+    if code is None:
+        return None
+    try:
+        ch = store().get(code)
+    except ChallengeError as err:
+        widgets.error(err)
+        st.page_link("pages/attack_lab.py", label="Open the Attack Lab without a challenge", icon=":material/home:")
+        st.stop()
+    session = st.session_state
+    key = session.setdefault(_KEY, secrets.token_urlsafe(18))
+    if session.get(_PRESET) != ch.code:  # once per challenge: the budget into the attacks' own limits
+        session[_PRESET] = ch.code
+        for name in allowed_attacks(ch.allowed):
+            for param, value in budget_params(ch, name).items():
+                session[f"{name}-{param}"] = value
+        if session.get("attack") not in allowed_attacks(ch.allowed):
+            session["attack"] = allowed_attacks(ch.allowed)[0]
+    session["model"] = ch.model
+    session["target"] = UNTARGETED if ch.target is None else ch.target
+    return LabMode(ch, session.get(_NICK, {}).get(ch.code), key)
+
+
+def _join(code: str, key: str) -> None:
+    """on_change of the nickname box: claim the name in the store (refused when someone else has it)."""
+    typed = st.session_state.get("challenge.nick_input", "")
+    try:
+        name = store().join(code, typed, key)
+    except ChallengeError as err:
+        st.session_state["challenge.join_error"] = str(err)
+        return
+    st.session_state.pop("challenge.join_error", None)
+    st.session_state.setdefault(_NICK, {})[code] = name
+
+
+def lab_header(mode: LabMode, *, disabled: bool) -> Any:
+    """The challenge's goal, the nickname box and the player's standing; returns a container for the last result."""
+    ch = mode.challenge
+    rule = RULE_TITLES[ch.allowed]
+    st.info(
+        f"**Challenge {ch.code}** · {goal_sentence(ch)} Allowed: {rule} · {_time_left(ch)}.", icon=":material/flag:"
+    )
+    left, right = st.columns([1, 2], vertical_alignment="bottom")
+    left.text_input(
+        "Your nickname",
+        key="challenge.nick_input",
+        max_chars=NICKNAME_MAX,
+        placeholder="shown on the class board",
+        disabled=disabled or mode.nickname is not None,
+        on_change=_join,
+        args=(ch.code, mode.player_key),
+        help="Only a nickname: no other personal data. Press Enter to join.",
+    )
+    with right:
+        if (problem := st.session_state.get("challenge.join_error")) and mode.nickname is None:
+            widgets.error(problem)
+        elif mode.nickname is None:
+            st.warning("Type a nickname and press Enter to take part: Run starts once you have joined.")
+        else:
+            standing = store().rank(ch.code, mode.nickname)
+            where = f" · **#{standing[0]} of {standing[1]}** on the board" if standing else " · no entry yet"
+            st.markdown(f"Playing as **{mode.nickname}**{where}. Every finished run is submitted for you.")
+    return st.container()
+
+
+def submit(mode: LabMode, record: RunRecord) -> None:
+    """After a run ends: score its saved PNG on the server and add it to the board (failed runs have no image)."""
+    if mode.nickname is None or record.status == "failed" or record.adversarial_png is None:
+        return
+    ch = mode.challenge
+    outcome: int | str
+    try:
+        model = loaders.get_model(ch.model)
+        scored = serving.page_work(
+            partial(
+                score,
+                ch,
+                attack=record.attack_name,
+                params=record.params,
+                steps=max(len(record.steps) - 1, 0),
+                queries=record.queries[-1] if record.queries else None,
+                seconds=record.seconds,
+            ),
+            model,
+            record.adversarial_png,
+        )
+        outcome = store().submit(ch.code, mode.nickname, mode.player_key, f"{mode.player_key}:{record.run_id}", scored)
+    except ChallengeError as err:
+        outcome = str(err)
+    st.session_state.setdefault(_SUBMITTED, {})[record.run_id] = outcome
+
+
+def lab_result(mode: LabMode, record: RunRecord | None, slot: Any) -> None:
+    """What happened to the last run's submission, in one line."""
+    if record is None or record.status == "running":
+        return
+    outcome = st.session_state.get(_SUBMITTED, {}).get(record.run_id)
+    if outcome is None:
+        return
+    with slot:
+        if isinstance(outcome, str):
+            widgets.error(f"Not submitted: {outcome}")
+            return
+        entry = next((e for e in store().entries(mode.challenge.code) if e.id == outcome), None)
+        if entry is None:  # the teacher deleted the challenge meanwhile
+            return
+        text = _entry_sentence(entry, mode.challenge)
+        (st.success if entry.success else st.warning)(f"Submitted: {text}", icon=":material/how_to_reg:")
+
+
+def _entry_sentence(e: Entry, ch: Challenge) -> str:
+    if e.success:
+        head = "fooled the model within the budget"
+    elif e.fooled:
+        head = f"fooled the model but over the budget ({budget_text(ch)})"
+    else:
+        head = "did not fool the model"
+    return f"{head} — seen as {e.label} ({e.probability:.0%}), RMS {e.rms:.4f}, max change {e.linf_255}/255."
+
+
+# ------------------------------------------------------------------------------------------------ the teacher's page
+
+
+def page() -> None:
+    """The teacher's page: the form without a code; the board with the teacher's link; else one line why not."""
+    code, key = st.query_params.get("code"), st.query_params.get("key")
+    if code is None:
+        _create_form()
+        return
+    try:
+        ch = store().get(code)
+    except ChallengeError as err:
+        widgets.error(err)
+        if st.button("Make a new challenge", icon=":material/add:"):
+            st.query_params.clear()
+            st.rerun()
+        return
+    if key is None or not store().is_teacher(ch.code, key):
+        if key is not None:
+            widgets.error("this is not the teacher's link for this challenge (wrong key): the board stays closed")
+        else:
+            st.info("The board and its controls open from the teacher's link only.")
+        st.markdown(f"Students: play in the Attack Lab, at [{students_link(ch.code)}]({students_link(ch.code)}).")
+        return
+    _teacher_controls(ch, key)
+    _board(ch.code)
+
+
+def _create_form() -> None:
+    st.markdown(
+        "Set one image, model, target and budget; every student attacks it in the Attack Lab from one link, and "
+        "the server scores each saved image on this board."
+    )
+    col_image, col_goal, col_rules = st.columns([1.2, 1, 1], gap="medium")
+    with col_image:
+        st.markdown("**1 · Image**")
+        picked = widgets.image_select("ch.image")
+    with col_goal:
+        st.markdown("**2 · Model and target**")
+        st.session_state.setdefault("ch.model", DEFAULT_MODEL)
+        model = st.selectbox("Model", widgets.usable_models(), key="ch.model", format_func=widgets.model_label)
+        st.session_state.setdefault("ch.target", class_index("umbrella"))
+        target = st.selectbox(
+            "Make the model see…",
+            [-1, *range(len(IMAGENET_CATEGORIES))],
+            key="ch.target",
+            format_func=lambda c: "any other class (untargeted)" if c == -1 else widgets.class_name(c),
+            help="Type to search the 1000 ImageNet classes.",
+        )
+    with col_rules:
+        st.markdown("**3 · Rules**")
+        kind = st.segmented_control(
+            "Budget",
+            ["rms", "linf"],
+            key="ch.kind",
+            default="rms",
+            required=True,
+            format_func=lambda k: "RMS distortion" if k == "rms" else "L-inf (1/255)",
+        )
+        low, high = BUDGET_RANGES[kind]
+        budget = st.number_input(
+            "Largest RMS distortion" if kind == "rms" else "Largest change of a pixel (1/255)",
+            low,
+            high,
+            value=0.01 if kind == "rms" else 8.0,
+            key=f"ch.budget.{kind}",
+            format="%g",
+            help="An entry counts only when the saved image stays within this (paper: RMS 0.01).",
+        )
+        allowed = st.selectbox("Attacks allowed", ALLOWED, key="ch.allowed", format_func=RULE_TITLES.get)
+        minutes = st.number_input("Time limit (minutes, 0 = none)", 0, 240, value=0, key="ch.minutes")
+    seen = None
+    if picked is not None:
+        try:
+            png = loaders.model_input_png(model, picked.sample_id, picked.data)
+        except ChallengeError as err:  # pragma: no cover - image_select already checked the image
+            widgets.error(err)
+            png = None
+        if png is not None:
+            probs = loaders.probabilities(model, png)
+            seen = (png, int(probs.argmax()), float(probs.max()))
+            with col_image:
+                st.image(
+                    png,
+                    output_format="PNG",
+                    width=180,
+                    caption=f"The model sees {IMAGENET_CATEGORIES[seen[1]]} ({seen[2]:.0%})",
+                )
+    target_idx = None if target == -1 else int(target)
+    problem = None
+    if seen is None:
+        problem = "pick an image the model can use"
+    elif target_idx == seen[1]:
+        problem = f"the target is the image's own class ({IMAGENET_CATEGORIES[seen[1]]}); pick another"
+    with col_rules:
+        if problem:
+            widgets.error(problem)
+        if st.button(
+            "Create the challenge",
+            type="primary",
+            icon=":material/flag:",
+            disabled=problem is not None,
+            width="stretch",
+        ):
+            try:
+                code, token = store().create(
+                    image_png=seen[0],
+                    image_name=picked.name,
+                    model=model,
+                    source=seen[1],
+                    target=target_idx,
+                    budget_kind=kind,
+                    budget=budget,
+                    allowed=allowed,
+                    time_limit_min=minutes or None,
+                )
+            except ChallengeError as err:
+                widgets.error(err)
+                return
+            st.query_params.from_dict({"code": code, "key": token})
+            st.rerun()
+
+
+def _teacher_controls(ch: Challenge, key: str) -> None:
+    """The teacher's links and buttons (every action checks the key again in the store)."""
+    s = store()
+    left, right = st.columns([3, 2], vertical_alignment="center")
+    with left:
+        st.markdown(f"### Challenge **{ch.code}** · {_time_left(ch)}")
+        st.markdown(goal_sentence(ch))
+        st.markdown(f"Students open **{students_link(ch.code)}**")
+    with right:
+        c1, c2, c3 = st.columns(3)
+        is_open = ch.is_open()
+        if c1.button(
+            "Close" if is_open else "Reopen",
+            icon=":material/lock:" if is_open else ":material/lock_open:",
+            width="stretch",
+            key="ch.close",
+        ):
+            s.close(ch.code, key, closed=is_open)
+            st.rerun()
+        if c2.button(
+            "Hide all" if ch.revealed else "Reveal all", icon=":material/visibility:", width="stretch", key="ch.reveal"
+        ):
+            s.reveal(ch.code, key, revealed=not ch.revealed)
+            st.rerun()
+        c3.download_button(
+            "CSV",
+            lambda: s.csv(ch.code),
+            file_name=f"challenge_{ch.code}.csv",
+            mime="text/csv",
+            icon=":material/download:",
+            on_click="ignore",
+            width="stretch",
+            key="ch.csv",
+        )
+        with st.popover("Teacher's link · delete", width="stretch"):
+            st.caption("Keep this link to yourself: it alone opens this board and its controls.")
+            st.code(teacher_link(ch.code, key), language=None, wrap_lines=True)
+            if st.button("Delete the challenge and every entry", type="primary", key="ch.delete"):
+                s.delete(ch.code, key)
+                st.query_params.clear()
+                st.rerun()
+
+
+def board_table(board: Board) -> pd.DataFrame:
+    """The ranked rows as the board shows them (and tests recompute)."""
+    rows = []
+    for rank, e in enumerate(board.entries, 1):
+        result = "✓ fooled" if e.success else ("over budget" if e.fooled else "✗ not fooled")
+        rows.append(
+            {
+                "#": rank,
+                "nickname": e.nickname,
+                "result": result,
+                "RMS": e.rms,
+                "max /255": e.linf_255,
+                "steps": e.steps if e.queries is None else None,
+                "queries": e.queries,
+                "seconds": e.seconds,
+                "tries": e.tries,
+                "seen as": e.label,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["#", "nickname", "result", "RMS", "max /255", "steps", "queries", "seconds", "tries", "seen as"]
+    )
+
+
+@st.fragment(run_every=REFRESH_S)
+def _board(code: str) -> None:
+    """The live board: counts, the ranked table, the best few side by side, and the gallery once revealed."""
+    started = time.perf_counter()
+    try:
+        board = store().board(code)
+    except ChallengeError as err:
+        widgets.error(err)
+        return
+    ch = board.challenge
+    m = st.columns(4)
+    m[0].metric("Students who submitted", board.tried)
+    m[1].metric("Fooled within the budget", f"{board.fooled} of {board.tried}")
+    m[2].metric("Smallest RMS that worked", "—" if board.smallest_rms is None else f"{board.smallest_rms:.4f}")
+    m[3].metric("Runs submitted", board.submissions)
+    table, best = st.columns([1.25, 1], gap="medium")
+    with table:
+        st.dataframe(
+            board_table(board),
+            hide_index=True,
+            width="stretch",
+            height=min(36 + 35 * max(len(board.entries), 1), 420),
+            column_config={
+                "RMS": st.column_config.NumberColumn(format="%.4f"),
+                "seconds": st.column_config.NumberColumn(format="%.1f"),
+                "nickname": st.column_config.TextColumn(width="small"),
+            },
+        )
+        st.caption(
+            "Ranked by success within the budget (the server's verdict on each saved 8-bit image), then the smallest "
+            f"RMS distortion, then who was first; each student's best run. Refreshes every {REFRESH_S} s."
+        )
+    with best:
+        winners = [e for e in board.entries if e.success][:BEST_SHOWN]
+        if not winners:
+            st.info("The best entries appear here: original · adversarial · difference ×10.")
+        original = _array(ch.image_png)
+        for e in winners:
+            png = store().image(code, e.id)
+            if png is None:
+                continue
+            cols = st.columns(3, gap="small")
+            cols[0].image(ch.image_png, output_format="PNG", width="stretch", caption=f"{e.nickname}: original")
+            cols[1].image(png, output_format="PNG", width="stretch", caption=f"{e.label} · RMS {e.rms:.4f}")
+            diff = loaders.to_png(difference_image(original, _array(png), DIFF_GAIN))
+            cols[2].image(diff, output_format="PNG", width="stretch", caption=f"difference ×{DIFF_GAIN}")
+    if ch.revealed and board.entries:
+        st.markdown("##### Every student's best image")
+        for row in range(0, len(board.entries), GALLERY_COLUMNS):
+            cols = st.columns(GALLERY_COLUMNS, gap="small")
+            for col, e in zip(cols, board.entries[row : row + GALLERY_COLUMNS], strict=False):
+                png = store().image(code, e.id)
+                if png is not None:
+                    mark = "✓" if e.success else "✗"
+                    col.image(png, output_format="PNG", width="stretch", caption=f"{mark} {e.nickname} · {e.label}")
+    st.caption(f"Board drawn in {time.perf_counter() - started:.2f} s.")
+
+
+def _array(png: bytes) -> np.ndarray:
+    return np.asarray(loaders.from_png(png), dtype=np.uint8)  # (H, W, 3)
