@@ -126,6 +126,7 @@ def lab_mode() -> LabMode | None:
         for name in allowed_attacks(ch.allowed):
             for param, value in budget_params(ch, name).items():
                 session[f"{name}-{param}"] = value
+        session["confidence"] = ch.confidence  # stop where the challenge counts a success (0: the top class)
         if session.get("attack") not in allowed_attacks(ch.allowed):
             session["attack"] = allowed_attacks(ch.allowed)[0]
     session["model"] = ch.model
@@ -152,26 +153,27 @@ def lab_header(mode: LabMode, *, disabled: bool) -> Any:
     st.info(
         f"**Challenge {ch.code}** · {goal_sentence(ch)} Allowed: {rule} · {_time_left(ch)}.", icon=":material/flag:"
     )
+    if mode.nickname is not None:
+        st.markdown(
+            f"Playing as **{mode.nickname}**. Every finished run is scored by the server and goes on the board."
+        )
+        return st.container()
     left, right = st.columns([1, 2], vertical_alignment="bottom")
     left.text_input(
         "Your nickname",
         key="challenge.nick_input",
         max_chars=NICKNAME_MAX,
         placeholder="shown on the class board",
-        disabled=disabled or mode.nickname is not None,
+        disabled=disabled,
         on_change=_join,
         args=(ch.code, mode.player_key),
         help="Only a nickname: no other personal data. Press Enter to join.",
     )
     with right:
-        if (problem := st.session_state.get("challenge.join_error")) and mode.nickname is None:
+        if problem := st.session_state.get("challenge.join_error"):
             widgets.error(problem)
-        elif mode.nickname is None:
-            st.warning("Type a nickname and press Enter to take part: Run starts once you have joined.")
         else:
-            standing = store().rank(ch.code, mode.nickname)
-            where = f" · **#{standing[0]} of {standing[1]}** on the board" if standing else " · no entry yet"
-            st.markdown(f"Playing as **{mode.nickname}**{where}. Every finished run is submitted for you.")
+            st.warning("Type a nickname and press Enter to take part: Run starts once you have joined.")
     return st.container()
 
 
@@ -217,6 +219,9 @@ def lab_result(mode: LabMode, record: RunRecord | None, slot: Any) -> None:
         if entry is None:  # the teacher deleted the challenge meanwhile
             return
         text = _entry_sentence(entry, mode.challenge)
+        standing = store().rank(mode.challenge.code, mode.nickname or "")
+        if standing is not None:
+            text += f" You are **#{standing[0]} of {standing[1]}** on the board."
         (st.success if entry.success else st.warning)(f"Submitted: {text}", icon=":material/how_to_reg:")
 
 
@@ -300,6 +305,15 @@ def _create_form() -> None:
             help="An entry counts only when the saved image stays within this (paper: RMS 0.01).",
         )
         allowed = st.selectbox("Attacks allowed", ALLOWED, key="ch.allowed", format_func=RULE_TITLES.get)
+        confidence = st.slider(
+            "Counts when the model's p reaches",
+            0.0,
+            0.99,
+            value=0.0,
+            step=0.01,
+            key="ch.confidence",
+            help="0 = as soon as the target (untargeted: any new class) is the top class, the paper's criterion.",
+        )
         minutes = st.number_input("Time limit (minutes, 0 = none)", 0, 240, value=0, key="ch.minutes")
     seen = None
     if picked is not None:
@@ -345,6 +359,7 @@ def _create_form() -> None:
                     budget=budget,
                     allowed=allowed,
                     time_limit_min=minutes or None,
+                    confidence=confidence,
                 )
             except ChallengeError as err:
                 widgets.error(err)
@@ -397,27 +412,28 @@ def _teacher_controls(ch: Challenge, key: str) -> None:
 
 
 def board_table(board: Board) -> pd.DataFrame:
-    """The ranked rows as the board shows them (and tests recompute)."""
+    """The ranked rows as the board shows them (and tests recompute): few, short columns, so all fit a projector."""
     rows = []
     for rank, e in enumerate(board.entries, 1):
-        result = "✓ fooled" if e.success else ("over budget" if e.fooled else "✗ not fooled")
+        result = f"✓ {e.label}" if e.success else (f"✗ {e.label}, over budget" if e.fooled else f"✗ {e.label}")
+        work = f"{e.steps} steps" if e.queries is None else f"{e.queries} queries"
         rows.append(
             {
                 "#": rank,
                 "nickname": e.nickname,
-                "result": result,
+                "seen as": result,
                 "RMS": e.rms,
-                "max /255": e.linf_255,
-                "steps": e.steps if e.queries is None else None,
-                "queries": e.queries,
-                "seconds": e.seconds,
-                "tries": e.tries,
-                "seen as": e.label,
+                "max": f"{e.linf_255}/255",
+                "work": work,
+                "time": f"{e.seconds:.0f} s",
+                "runs": e.tries,
             }
         )
-    return pd.DataFrame(
-        rows, columns=["#", "nickname", "result", "RMS", "max /255", "steps", "queries", "seconds", "tries", "seen as"]
-    )
+    return pd.DataFrame(rows, columns=["#", "nickname", "seen as", "RMS", "max", "work", "time", "runs"])
+
+
+#: Column widths (px) that add up to less than the table's part of a 1366-px screen with the sidebar open.
+_WIDTHS = {"#": 30, "nickname": 104, "seen as": 122, "RMS": 60, "max": 50, "work": 78, "time": 44, "runs": 40}
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -435,7 +451,7 @@ def _board(code: str) -> None:
     m[1].metric("Fooled within the budget", f"{board.fooled} of {board.tried}")
     m[2].metric("Smallest RMS that worked", "—" if board.smallest_rms is None else f"{board.smallest_rms:.4f}")
     m[3].metric("Runs submitted", board.submissions)
-    table, best = st.columns([1.25, 1], gap="medium")
+    table, best = st.columns([1.6, 1], gap="medium")
     with table:
         st.dataframe(
             board_table(board),
@@ -443,9 +459,8 @@ def _board(code: str) -> None:
             width="stretch",
             height=min(36 + 35 * max(len(board.entries), 1), 420),
             column_config={
-                "RMS": st.column_config.NumberColumn(format="%.4f"),
-                "seconds": st.column_config.NumberColumn(format="%.1f"),
-                "nickname": st.column_config.TextColumn(width="small"),
+                **{name: st.column_config.Column(width=w) for name, w in _WIDTHS.items()},
+                "RMS": st.column_config.NumberColumn(format="%.4f", width=_WIDTHS["RMS"]),
             },
         )
         st.caption(
@@ -456,16 +471,18 @@ def _board(code: str) -> None:
         winners = [e for e in board.entries if e.success][:BEST_SHOWN]
         if not winners:
             st.info("The best entries appear here: original · adversarial · difference ×10.")
+        else:
+            st.markdown(f"**The best {len(winners)}** · original · adversarial · difference ×{DIFF_GAIN}")
         original = _array(ch.image_png)
-        for e in winners:
+        for rank, e in enumerate(winners, 1):
             png = store().image(code, e.id)
             if png is None:
                 continue
-            cols = st.columns(3, gap="small")
-            cols[0].image(ch.image_png, output_format="PNG", width="stretch", caption=f"{e.nickname}: original")
-            cols[1].image(png, output_format="PNG", width="stretch", caption=f"{e.label} · RMS {e.rms:.4f}")
             diff = loaders.to_png(difference_image(original, _array(png), DIFF_GAIN))
-            cols[2].image(diff, output_format="PNG", width="stretch", caption=f"difference ×{DIFF_GAIN}")
+            cols = st.columns(3, gap="small")
+            cols[0].image(ch.image_png, output_format="PNG", width="stretch")
+            cols[1].image(png, output_format="PNG", width="stretch", caption=f"#{rank} {e.nickname} · RMS {e.rms:.4f}")
+            cols[2].image(diff, output_format="PNG", width="stretch")
     if ch.revealed and board.entries:
         st.markdown("##### Every student's best image")
         for row in range(0, len(board.entries), GALLERY_COLUMNS):

@@ -54,6 +54,9 @@ def serve(log_name: str = "e2e_streamlit.log") -> Iterator[str]:
     _need_chromium()
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
+    challenges = ARTIFACTS / log_name.replace(".log", "_challenges.sqlite")  # this server's own challenge database
+    for old in ARTIFACTS.glob(challenges.name + "*"):
+        old.unlink()
     log = open(ARTIFACTS / log_name, "w")  # noqa: SIM115 (closed after the server stops)
     proc = subprocess.Popen(
         [
@@ -70,6 +73,7 @@ def serve(log_name: str = "e2e_streamlit.log") -> Iterator[str]:
             "false",
         ],
         cwd=ROOT,
+        env={**os.environ, "ADVLAB_CHALLENGE_DB": str(challenges)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
