@@ -92,15 +92,17 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_attack_hyperparameters(parser: argparse.ArgumentParser) -> None:
+def add_attack_hyperparameters(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per hyperparameter name of any attack (same names and ranges as the pages show), and an epilog
-    listing each attack's own: default, range, unit and meaning. Ranges are checked by Param.validate."""
+    listing each attack's own: default, range, unit and meaning. Ranges are checked by Param.validate. `skip`:
+    names the command sets itself (the sweep's --max-rms is the study's cap)."""
     from attacks import ATTACKS
 
     seen: dict[str, bool] = {}
     for cls in ATTACKS.values():
         for p in cls.params:
-            seen[p.name] = seen.get(p.name, True) and p.integer
+            if p.name not in skip:
+                seen[p.name] = seen.get(p.name, True) and p.integer
     for name, integer in seen.items():
         users = [a for a, cls in ATTACKS.items() if any(p.name == name for p in cls.params)]
         parser.add_argument(
@@ -116,10 +118,13 @@ def add_attack_hyperparameters(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
-def make_attack_from(args: argparse.Namespace, name: str, *, early_stop: bool = True) -> Any:
-    """The attack `name` with every hyperparameter given on the command line (AttackError for one it lacks)."""
+def make_attack_from(
+    args: argparse.Namespace, name: str, *, early_stop: bool = True, skip: tuple[str, ...] = ()
+) -> Any:
+    """The attack `name` with every hyperparameter given on the command line (AttackError for one it lacks);
+    `skip` as in add_attack_hyperparameters."""
     from attacks import ATTACKS, make_attack
 
-    names = {p.name for cls in ATTACKS.values() for p in cls.params}
+    names = {p.name for cls in ATTACKS.values() for p in cls.params} - set(skip)
     given = {n: getattr(args, n) for n in sorted(names) if getattr(args, n, None) is not None}
     return make_attack(name, early_stop=early_stop, **given)

@@ -1,5 +1,6 @@
 """`cli.py defend`: clean accuracy, bare attack success, and success against a defense by an attacker who does not
-know it and by one who does (BPDA / EOT / exact gradients), on a labelled image set (experiments.defenses.defenses)."""
+know it, by one who does (BPDA / EOT / exact gradients) and, with --blackbox, by a score-based black-box attacker
+(Square L-inf) querying the defended classifier, on a labelled image set (experiments.defenses.defenses)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--full-budget", action="store_true", help="run every attack step instead of stopping at the first success"
     )
+    p.add_argument(
+        "--blackbox",
+        action="store_true",
+        help="also a score-based black-box attacker (Square L-inf) that only queries the defended classifier: "
+        "gradient masking does not stop it (columns black-box and its median queries)",
+    )
+    p.add_argument("--blackbox-eps", type=float, default=8.0, help="its L-inf eps in 1/255 units (default 8)")
+    p.add_argument("--blackbox-queries", type=int, default=1000, help="its query budget per image (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the targets and the attacks' randomness")
     add_output(p)
     p.set_defaults(func=run)
@@ -69,12 +78,16 @@ def complete(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from attacks import make_attack
     from experiments.defenses.defenses import evaluate_defenses, make_defense
     from images.imagesets import labelled_set
     from models import load_model
 
     params = parse_params(args.param)
     attack_params = dict(common.make_attack_from(args, args.attack).hparams)  # checked before any model loads
+    blackbox = {"eps": args.blackbox_eps, "queries": args.blackbox_queries} if args.blackbox else None
+    if blackbox is not None:
+        make_attack("square", **blackbox)  # a bad eps or budget: one line before any model loads
     model = load_model(args.model)
     make_defense(args.defense, model, **params)  # unknown defense or bad parameter: one line before any work
     images = labelled_set(args.images, model)
@@ -89,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             full_budget=args.full_budget,
             adaptive=args.adaptive,
             seed=args.seed,
+            blackbox=blackbox,
         ):
             bar.total = last.total
             bar.set_postfix_str(last.stage)

@@ -1,7 +1,7 @@
 """`cli.py report`: a sweep database read as the seeds' figures (experiments.study.susceptibility): the success rate per
-distortion cap (Robinson & Graham's 98.7% at RMS 0.01), the modify/mimic summary of seed 000 and the WordNet group
-table. Per-class rates count a success at the paper's cap (or the study's own, when lower); the curve stops at the
-study's cap, and rankings break rate ties by the mean RMS of the successes."""
+distortion cap (Robinson & Graham's 98.7% at RMS 0.01), the modify/mimic summary of seed 000, the WordNet group
+table, and a black-box study's queries per pair. Per-class rates count a success at the paper's cap (or the study's
+own, when lower); the curve stops at the study's cap, and rankings break rate ties by the mean RMS of the successes."""
 
 from __future__ import annotations
 
@@ -65,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
         f"at rms <= {cap:g}: success {_pct(s['success_rate'])}, mean rms of successes {mean_rms} "
         f"(paper {sus.PAPER_MEAN_RMS}), mean iterations {s['mean_iterations'] or 0:.1f}"
     )
+    q = s["queries"]
+    if q is not None:
+        ok_q = "-" if q["median_successful"] is None else f"{q['median_successful']:.0f} / {q['mean_successful']:.1f}"
+        lines.append(
+            f"queries per pair ({params['attack']}, {q['rows']} rows): median {q['median']:.0f}, mean {q['mean']:.1f}; "
+            f"successes at rms <= {cap:g}: median / mean {ok_q}"
+        )
     lines.append(
         f"median modify rate {_pct(s['median_modify_rate'])}, median mimic rate {_pct(s['median_mimic_rate'])} "
         f"(seed 000: {sus.SEED_MEDIAN_MODIFY:.0%})"

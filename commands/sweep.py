@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from commands import common
 from commands.common import add_model, add_output, emit
 
 if TYPE_CHECKING:
@@ -27,8 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the image subset and of random:N targets")
     p.add_argument("--keep-wrong", action="store_true", help="keep images the model already gets wrong")
     p.add_argument("--targets", default="all", help="all | random:N (one fixed seeded set) | a,b,c class names")
-    p.add_argument("--attack", default="relabel", help="the attack (default relabel, as in the paper)")
-    p.add_argument("--max-rms", type=float, default=0.01, help="RMS distortion cap of a success (default 0.01)")
+    p.add_argument(
+        "--attack",
+        default="relabel",
+        help="the attack (default relabel, as in the paper); white-box or score-based black-box (square, square_l2, "
+        "simba: rows then hold their queries); its hyperparameters are flags (`sweep --help` lists them)",
+    )
+    p.add_argument(
+        "--max-rms",
+        type=float,
+        default=0.01,
+        help="RMS distortion cap of a success (default 0.01; an L-inf attack's eps/255 bounds its RMS, so raise it "
+        "for square: --eps 8 can reach RMS 0.031)",
+    )
     p.add_argument("--db", required=True, help="the SQLite file (created, or resumed when it holds this study)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="run here, or on Ray actors")
     p.add_argument("--ray-address", help="a running Ray cluster (auto, HOST:6379); default: a local one")
@@ -38,15 +50,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def complete(parser: argparse.ArgumentParser) -> None:
+    common.add_attack_hyperparameters(parser, skip=("max_rms",))
+
+
 def study_from(args: argparse.Namespace) -> Study:
     from experiments.study.sweep import Study
     from images.imagesets import Selection
 
+    given = common.make_attack_from(args, args.attack, skip=("max_rms",)).hparams  # checked; --max-rms is the cap
     selection = Selection(per_class=args.per_class, limit=args.limit, seed=args.seed, drop_wrong=not args.keep_wrong)
     return Study(
         model=args.model,
         image_set=args.images,
         attack=args.attack,
+        attack_params={k: v for k, v in given.items() if k != "max_rms"},
         selection=selection,
         targets=args.targets,
         max_rms=args.max_rms,

@@ -414,3 +414,23 @@ def labelled_set(spec: str, model: Classifier) -> list[LabelledImage]:
         hint = "pip install foolbox for its 20 ImageNet images" if spec == "samples" else "name folders by class"
         raise ImageSetError(f"no labelled images in {spec!r} ({hint})")
     return out
+
+
+def class_examples(model: Classifier, spec: str = "samples") -> dict[int, LabelledImage]:
+    """Class index -> the first image of the labelled set `spec` (labelled_set) that carries that true class and
+    that `model` classifies as it, on its 8-bit model input.
+
+    Why: a decision-based attack (HopSkipJump) aiming at a class must start from an image already labelled as that
+    class; a photo the attacker owns of that class, which the model gets right, is the honest start. The shipped
+    photos (`samples`) cover only some classes, so callers name the others from this dict's keys.
+    """
+    found: dict[int, LabelledImage] = {}
+    images = labelled_set(spec, model)
+    for lo in range(0, len(images), 32):
+        part = images[lo : lo + 32]
+        x = torch.cat([pil_to_tensor(item.image) for item in part]).to(model.device)  # (B, 3, H, W)
+        top = model.probabilities(x).argmax(dim=1).tolist()  # (B,)
+        for item, k in zip(part, top, strict=True):
+            if k == item.label and k not in found:
+                found[k] = item
+    return found

@@ -9,6 +9,7 @@ import types
 
 import pytest
 import torch
+from cli_checks import refused
 from tinynet import TinyClassifier, TinyNet
 from torch import nn
 
@@ -17,7 +18,7 @@ from attacks import AttackError, Goal, make_attack
 from attacks.metrics import linf, quantize
 from attacks.queries import Oracle, goal_reached
 from attacks.runner import attack_targets, run_batch
-from models import tensor_to_pil
+from models import pil_to_tensor, tensor_to_pil
 
 #: Small settings that still fool the tiny net: (name, hyperparameters).
 SETTINGS = {
@@ -265,8 +266,33 @@ def test_cli_square_on_lite0_writes_queries_in_result_json(tmp_path, capsys) -> 
 
 @pytest.mark.slow
 def test_cli_targeted_hopskipjump_without_a_photo_of_the_target_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """Refused before any query, naming the target and the classes a shipped photo gives."""
     monkeypatch.chdir(tmp_path)
     argv = ["attack", "--image", "coffee", "--attack", "hopskipjump", "--target", "umbrella", "--out", "X"]
-    code = cli.main(argv)
+    refused(capsys, argv, "no shipped photo of umbrella is one; classes with such a photo: ")
+    assert not (tmp_path / "X").exists()
+    code = cli.main([*argv[:-2], "--target", "dalmatian", "--out", "X"])  # one target has a photo, one has not
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "starting images is one" in err, err
+    assert code == 2 and "no shipped photo of umbrella is one" in err and "dalmatian (251)" in err, err
+
+
+@pytest.mark.slow
+def test_targeted_hopskipjump_starts_from_a_shipped_photo_of_the_target(lite0, tmp_path, capsys) -> None:
+    """class_examples gives each class the first shipped labelled photo Lite0 gets right: dalmatian is Foolbox's
+    imagenet_16, and the CLI's targeted run starts from it (its first query is that photo, labelled dalmatian)."""
+    from commands.attack import starting_images
+    from images import load_image
+    from images.imagesets import class_examples
+
+    examples = class_examples(lite0)
+    assert examples[251].id == "imagenet_16" and 879 not in examples  # dalmatian ships, umbrella does not
+    assert all(int(lite0.probabilities(pil_to_tensor(e.image)).argmax()) == k for k, e in examples.items())
+    starts = starting_images(lite0, "coffee", [251], "hopskipjump")  # (1, 3, 224, 224)
+    assert torch.equal(starts, pil_to_tensor(lite0.preprocess(load_image("imagenet_16"))))
+    out = tmp_path / "hsj"
+    argv = ["attack", "--image", "coffee", "--attack", "hopskipjump", "--target", "dalmatian", "--confidence", "0"]
+    small = ["--queries", "120", "--steps", "1", "--init-evals", "20", "--max-rms", "0.1"]
+    assert cli.main([*argv, *small, "--out", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["target"]["label"] == "dalmatian" and 1 <= data["queries"] <= 120
+    assert data["rms_distortion"] <= 0.1 + 1e-3  # the closest dalmatian image found, pulled back onto the budget

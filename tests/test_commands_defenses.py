@@ -50,6 +50,8 @@ def test_defense_names_match_the_registry() -> None:
         (["defend", "--defense", "bits", "--param", "size=3"], "has no parameter size"),
         (["defend", "--defense", "bits", "--images", "/no/such/folder"], "no image set or folder named"),
         (["defend", "--defense", "bits", "--attack", "nope"], "nope"),
+        (["defend", "--defense", "jpeg", "--blackbox", "--blackbox-eps", "0"], "eps must be between"),
+        (["defend", "--defense", "jpeg", "--blackbox", "--blackbox-queries", "0"], "queries must be between"),
         (["detect", "--target", "no such class"], "no such class"),
         (["detect", "--method", "other"], "invalid choice"),
         (["detect", "--splits", "0"], "--splits"),
@@ -108,3 +110,21 @@ def test_detect_squeeze_on_a_small_folder(folder: Path, capsys) -> None:
         assert 0.0 <= result["auc"] <= 1.0 and 0 <= result["adversarial"] <= result["attempts"] <= 5
         assert result["calibration"] == 2 and result["held_out"] == 3
         assert round(result["fpr"] * 3) == pytest.approx(result["fpr"] * 3)  # a count of the 3 held-out images
+
+
+@pytest.mark.slow
+def test_defend_jpeg_with_the_black_box_attacker(folder: Path, capsys) -> None:
+    """Square querying JPEG-defended Lite0: its count and median queries are in the JSON row and the table."""
+    argv = ["defend", "--defense", "jpeg", "--images", str(folder), "--attack", "fgsm", "--eps", "2"]
+    bb = ["--blackbox", "--blackbox-eps", "8", "--blackbox-queries", "40"]
+    code, out, err = run_cli([*argv, *bb, "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["blackbox_attack"] == "square" and data["blackbox_params"]["queries"] == 40
+    assert 0 <= data["blackbox_bare_fooled"] <= data["images"]
+    (row,) = data["rows"]
+    assert 0 <= row["blackbox_fooled"] <= row["clean_correct"]
+    if row["blackbox_fooled"]:
+        assert 1 <= row["blackbox_queries_median"] <= 40
+    code, out, err = run_cli([*argv, *bb], capsys)
+    assert code == 0 and "black-box" in out and "med q" in out, err

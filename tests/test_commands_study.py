@@ -97,3 +97,37 @@ def test_sweep_a_real_study_then_resume_without_new_rows(tmp_path: Path, capsys)
     assert "2/2 pairs already done" in captured.err
     assert cli.main(["sweep", *TINY, "--db", str(db), "--engine", "ray", "--json"]) == 0  # wired; nothing left to do
     assert json.loads(capsys.readouterr().out)["new_rows"] == 0
+
+
+def test_report_shows_the_queries_of_a_black_box_study(tmp_path: Path, capsys) -> None:
+    from experiments.study.store import Row
+
+    db = tmp_path / "square.sqlite"
+    study = Study(model="efficientnet_lite0", image_set="samples", attack="square", attack_params={"queries": 500})
+    spent = [(True, 0.005, 12), (True, 0.005, 40), (True, 0.2, 3), (False, 0.005, 500)]  # (success, rms, queries)
+    rows = [Row("img", 1, 2 + j, ok, q, r, r, 0.5, 2 + j if ok else 1, 0.1, q) for j, (ok, r, q) in enumerate(spent)]
+    with SweepStore.open(db, study.params()) as store:
+        store.add_rows(rows)
+    assert cli.main(["report", "--db", str(db), "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)["summary"]["queries"]
+    assert q == {"rows": 4, "median": 26.0, "mean": 138.75, "median_successful": 26.0, "mean_successful": 26.0}
+    assert cli.main(["report", "--db", str(db)]) == 0  # the rms 0.2 success is beyond the paper's cap 0.01 ...
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("queries per pair"))
+    assert "square, 4 rows" in line and "median 26, mean 138.8" in line
+    assert cli.main(["report", "--db", str(SHIPPED), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["queries"] is None  # relabel: white-box
+
+
+def test_sweep_takes_a_black_box_attack_and_its_budget(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "square.sqlite"
+    argv = ["sweep", *TINY, "--attack", "square", "--eps", "4", "--queries", "5", "--max-rms", "0.05", "--db", str(db)]
+    assert cli.main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["study"]["attack"] == "square" and data["study"]["attack_params"]["queries"] == 5
+    with SweepStore.read(db) as store:
+        rows = store.rows()
+    assert len(rows) == 2 and all(r.queries is not None and 1 <= r.queries <= 5 for r in rows)
+    assert cli.main(["sweep", *TINY, "--attack", "hopskipjump", "--db", str(tmp_path / "h.sqlite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: hopskipjump is decision-based") and "\n" not in err
+    assert not (tmp_path / "h.sqlite").exists()

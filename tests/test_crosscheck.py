@@ -1,4 +1,5 @@
-"""Cross-checks against peer libraries on the same model and input (advertorch's external_tests idea).
+"""Cross-checks against peer libraries on the same model and input (advertorch's external_tests idea): the gradient
+attacks against torchattacks, Square and SimBA against ART (adversarial-robustness-toolbox) on the tiny net.
 
 torchattacks runs every step on float iterates with no early stop; ours does the same with quantize=False and
 early_stop=False, so the perturbations must agree up to pixels whose gradient is numerically zero.
@@ -6,12 +7,16 @@ early_stop=False, so the perturbations must agree up to pixels whose gradient is
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
+from tinynet import TinyNet
 
 from attacks import make_attack
 from attacks.base import Goal
 from attacks.runner import run_batch
+from benchmarks.crosscheck_blackbox import run_art
 from models import pil_to_tensor
 
 torchattacks = pytest.importorskip(
@@ -72,3 +77,38 @@ def test_same_perturbation_as_torchattacks(lite0, chelsea_input, name, ours, the
     delta_peer = (peer_8bit - x).flatten()
     cos = torch.nn.functional.cosine_similarity(delta_ours, delta_peer, dim=0).item()
     assert cos > 0.99
+
+
+#: (attack, our hyperparameters, query budget) for the ART cross-check on the tiny net; SimBA's low-frequency square
+#: is 8 of the net's 16 pixels (the paper's 28 of 224 would be the whole image).
+ART_CASES = [
+    ("square", {"eps": 24.0, "p_init": 0.05}, 150),
+    ("simba", {"eps": 0.5, "dct": 1, "freq_dims": 8, "stride": 2}, 300),
+]
+
+
+@pytest.mark.parametrize("name,settings,budget", ART_CASES, ids=[c[0] for c in ART_CASES])
+def test_black_box_attacks_agree_with_art_on_the_tiny_net(name: str, settings: dict, budget: int) -> None:
+    """Peer cross-check (ART 1.20.1, requirements-peers.txt) through benchmarks/crosscheck_blackbox.py's harness: the
+    same 20 images, settings and budget; ART is counted in distinct images asked about and stopped at its first
+    success, which is judged on its 8-bit rounding like ours. The two draw different random numbers, so agreement
+    is statistical: success counts within 3 of 20 (measured 17 vs 18 for Square, 20 vs 20 for SimBA; 50 vs 52 and
+    60 vs 60 on 60 images), and medians of the successes' queries far under the budget (Square: 28 vs 9 on these
+    20, 29 vs 35 on 60), for SimBA within a factor 1.5 of each other (15.5 vs 15; 18 vs 19.5 on 60)."""
+    pytest.importorskip("art", reason="peer library: pip install --no-deps -r requirements-peers.txt")
+    net = TinyNet()
+    g = torch.Generator().manual_seed(11)
+    x = torch.randint(0, 256, (20, 3, 16, 16), generator=g).float() / 255.0  # (20, 3, 16, 16) 8-bit images
+    source = net(x).argmax(1)  # (20,)
+    attack = make_attack(name, queries=budget, **settings)
+    ours = run_batch(attack, net, x, Goal(source), seeds=list(range(20))).last
+    art = [
+        run_art(name, net, x[i : i + 1], int(source[i]), budget, i, settings=settings, nb_classes=10) for i in range(20)
+    ]
+    ours_ok, art_ok = int(ours.success.sum()), sum(a.success for a in art)
+    assert ours_ok >= 14 and art_ok >= 14 and abs(ours_ok - art_ok) <= 3, (ours_ok, art_ok)
+    ours_median = statistics.median(ours.queries[ours.success].tolist())
+    art_median = statistics.median(a.queries for a in art if a.success)
+    assert ours_median <= budget / 2 and art_median <= budget / 2, (ours_median, art_median)
+    if name == "simba":
+        assert max(ours_median, art_median) <= 1.5 * min(ours_median, art_median), (ours_median, art_median)

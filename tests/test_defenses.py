@@ -208,6 +208,44 @@ def test_evaluation_counts_are_consistent_on_the_tiny_model() -> None:
     assert "5/6 images" in report.table()
 
 
+def test_a_black_box_attacker_is_not_stopped_by_gradient_masking() -> None:
+    """JPEG and bit-depth reduction zero the gradient of the defended classifier: PGD through it (no BPDA) cannot
+    move. Square, which only queries that same defended classifier, fools most of the images it classifies right
+    anyway, about as often as it fools the bare model; the row holds its count and the median queries it took."""
+    from attacks import Goal, make_attack
+    from experiments.defenses.defenses import attack_in_chunks
+
+    model = TinyClassifier()
+    x = _image(seed=4, n=12)
+    labels = model(x).argmax(1)
+    images = [LabelledImage(f"img{i}", tensor_to_pil(x[i]), int(labels[i])) for i in range(12)]
+    defenses = {"jpeg": {"quality": 50}, "bits": {"bits": 3}}
+    pgd = {"eps": 16, "steps": 10, "step_size": 2, "random_start": 0}
+    report = list(
+        evaluate_defenses(
+            model, images, defenses=defenses, attack="pgd", attack_params=pgd, adaptive=False, chunk=4,
+            blackbox={"eps": 16, "queries": 300},
+        )
+    )[-1].report  # fmt: skip
+    assert report.blackbox_attack == "square" and report.blackbox_params["queries"] == 300
+    assert report.blackbox_bare_fooled >= 9
+    for row in report.rows:
+        defense = make_defense(row.defense, model, **defenses[row.defense])
+        clean_ok = defense.probabilities(x).argmax(1) == labels  # (12,)
+        masked = make_attack("pgd", **pgd)
+        (_, adv), *_ = attack_in_chunks(
+            masked, model, x, Goal(labels), chunk=12, seed=0, attacked=defense.attackable("defended")
+        )
+        through_mask = int((defense.probabilities(adv).argmax(1) != labels)[clean_ok].sum())
+        assert through_mask == 0, row.defense  # a zero gradient: the gradient attacker never moves
+        assert row.blackbox_fooled >= 0.6 * row.clean_correct and row.blackbox_fooled > through_mask, row
+        assert 1 <= row.blackbox_queries_median <= 300 and 1 <= row.blackbox_queries_mean <= 300
+        data = row.to_json()
+        assert data["blackbox_success_rate"] == pytest.approx(row.blackbox_fooled / row.clean_correct)
+    assert "black-box" in report.table() and "med q" in report.table()
+    assert report.to_json()["blackbox_bare_fooled"] == report.blackbox_bare_fooled
+
+
 @pytest.mark.slow
 def test_adaptive_attack_beats_the_nonadaptive_one_on_lite0() -> None:
     """JPEG q75 and 3x3 median in front of Lite0: the bare model's relabelled images stop fooling them, BPDA through

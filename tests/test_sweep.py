@@ -102,6 +102,51 @@ def test_rows_agree_with_the_attack_runner(model, one_thread):
     assert [r.final_class for r in rows] == [a.verdict.index for a in results]
 
 
+def test_a_black_box_sweep_stores_the_queries_of_each_pair(model, tmp_path, one_thread):
+    """Square through the sweep: every row holds the queries its pair spent (within the budget), the same as the
+    attack runner counts for that image and target; a white-box study's rows hold none."""
+    square = {"eps": 48.0, "queries": 60}
+    study = tiny_study(model, attack="square", attack_params=square, targets="random:3", max_rms=0.5)
+    _, rows = _sweep(model, tmp_path / "square.db", study)
+    assert rows and all(r.queries is not None and 1 <= r.queries <= 60 for r in rows)
+    assert any(r.success for r in rows) and any(r.queries < 60 for r in rows)  # early stops spend less
+    image_set = tiny_image_set(model)
+    item = image_set.items[0]
+    mine = [r for r in rows if r.image_id == item.id]
+    results = attack_targets(
+        model, image_set.load(item), study.make_attack(), [r.target for r in mine], confidence=0.0, seed=study.seed,
+        seed_keys=(item.id,),
+    )  # fmt: skip
+    assert [r.queries for r in mine] == [a.queries for a in results]
+    assert [r.success for r in mine] == [a.success and a.verdict.rms_distortion <= 0.5 for a in results]
+    _, white = _sweep(model, tmp_path / "relabel.db", tiny_study(model, targets="random:2"))
+    assert white and all(r.queries is None for r in white)
+
+
+def test_a_decision_based_attack_is_refused_by_the_sweep_with_one_line(model):
+    with pytest.raises(AttackError, match="decision-based") as err:
+        tiny_study(model, attack="hopskipjump", attack_params={})
+    assert "\n" not in str(err.value) and "cli.py attack --attack hopskipjump --target" in str(err.value)
+
+
+def test_a_file_from_before_the_queries_column_reads_and_resumes(model, tmp_path, one_thread):
+    """Rows written before `queries` existed read as None (a read leaves the file alone); opening it to resume
+    adds the column, and the new rows hold their counts."""
+    db = tmp_path / "old.db"
+    study = tiny_study(model, attack="square", attack_params={"eps": 48.0, "queries": 30}, targets="random:2")
+    _sweep(model, db, study, stop_after=1)
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE rows DROP COLUMN queries")
+    with SweepStore.read(db) as store:
+        old = store.rows()
+    assert old and all(r.queries is None for r in old)
+    with sqlite3.connect(db) as conn:
+        assert "queries" not in {c[1] for c in conn.execute("PRAGMA table_info(rows)")}
+    _, rows = _sweep(model, db, study)
+    new = [r for r in rows if r not in old]
+    assert set(old) <= set(rows) and new and all(r.queries is not None for r in new)
+
+
 def test_random_start_rows_do_not_depend_on_the_unit(model, tmp_path, one_thread):
     """Regression (issue 17 item 6): PGD's start noise was drawn for the whole batch, so a pair's row changed with
     its place in a unit (chunk 2 vs 9 on this net: 45 of 45 rows differed). Each pair now draws from its own seed

@@ -25,7 +25,7 @@ bit_depth(x, bits), median_filter(x, size), jpeg_batch(x, quality)   the transfo
 attack_in_chunks(attack, model, x, goal, *, chunk, seed, keys=None, attacked=None, judge=None,
                  on_step=None) -> Iterator[(done, 8-bit adversarial chunk)]   run_batch per chunk, per-image seeds
 evaluate_defenses(model, images=None, *, defenses=None, attack="relabel", attack_params=None, full_budget=False,
-                  eot_samples=4, seed=0, chunk=8) -> Iterator[DefenseProgress]
+                  eot_samples=4, seed=0, chunk=8, blackbox=None) -> Iterator[DefenseProgress]
     each progress carries the report so far (.report); the last one is complete. DefenseReport.to_json(), .table()
 
 Choices (documented here once): the default attack is the paper's relabelling (seed 004, Robinson & Graham 2015)
@@ -43,11 +43,20 @@ defended classifier is fooled (run_batch's judge), so the row is one reproducibl
 and the row states its number of views (judge_views). Random starts are per image (sample_seed(seed, image id)).
 Rates against a defense count only images the defended model classifies correctly when clean (otherwise the
 defense, not the attack, did the damage); what the adaptive images do to the plain model is reported beside it.
+
+The black-box attacker (`blackbox=`: Square Attack L-inf's parameters, Andriushchenko et al. 2020) is the third
+attacker beside the one who ignores the defense and the adaptive one: it never sees a gradient, it queries the
+defended classifier itself (8-bit images, attacks.queries.Oracle) and keeps what lowers its margin, so a defense
+that only masks gradients (JPEG, bit depth, median) does not stop it; it pursues the same goal as the other
+columns and stops when the defended classifier is fooled. Its row holds how many it fooled and the median/mean
+queries of those successes; the report holds the same attacker on the bare model (`blackbox_bare_fooled`) as the
+baseline. Random resize-and-pad answers it with its fixed views, like every verdict here.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -359,6 +368,11 @@ class DefenseRow:
     seconds: float
     #: random defenses: the fixed views the defended verdict averages; None: a deterministic defense
     judge_views: int | None = None
+    #: the score-based black-box attacker (Square L-inf) querying the defended classifier: images it fools (over
+    #: clean_correct), and the median / mean queries of those successes; None: not run (or no success)
+    blackbox_fooled: int | None = None
+    blackbox_queries_median: float | None = None
+    blackbox_queries_mean: float | None = None
 
     @staticmethod
     def _rate(k: int | None, n: int) -> float | None:
@@ -375,6 +389,10 @@ class DefenseRow:
     @property
     def adaptive_rate(self) -> float | None:
         return self._rate(self.adaptive_fooled, self.clean_correct)
+
+    @property
+    def blackbox_rate(self) -> float | None:
+        return self._rate(self.blackbox_fooled, self.clean_correct)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -394,6 +412,10 @@ class DefenseRow:
             "adaptive_fooled_plain": self.adaptive_fooled_plain,
             "seconds": self.seconds,
             "judge_views": self.judge_views,
+            "blackbox_fooled": self.blackbox_fooled,
+            "blackbox_success_rate": self.blackbox_rate,
+            "blackbox_queries_median": self.blackbox_queries_median,
+            "blackbox_queries_mean": self.blackbox_queries_mean,
         }
 
 
@@ -410,6 +432,11 @@ class DefenseReport:
     bare_fooled: int
     seed: int
     rows: list[DefenseRow] = field(default_factory=list)
+    #: the black-box attacker's name and parameters (every hyperparameter), None when it was not run
+    blackbox_attack: str | None = None
+    blackbox_params: dict[str, Any] | None = None
+    #: the same black-box attacker on the bare model (over `images`): the baseline of the rows' blackbox_fooled
+    blackbox_bare_fooled: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -421,19 +448,34 @@ class DefenseReport:
             "images": self.images,
             "bare_fooled": self.bare_fooled,
             "seed": self.seed,
+            "blackbox_attack": self.blackbox_attack,
+            "blackbox_params": self.blackbox_params,
+            "blackbox_bare_fooled": self.blackbox_bare_fooled,
             "rows": [r.to_json() for r in self.rows],
         }
 
     def table(self) -> str:
         """A plain-text table (CLI): counts as k/n so small sets are read for what they are."""
-        head = f"{'defense':<28} {'clean acc':>10} {'bare':>8} {'non-adapt':>10} {'adaptive':>10}  adaptive by"
-        lines = [f"{self.model}, {self.attack} {self.attack_params}, {self.images}/{self.images_total} images", head]
+        bb = self.blackbox_attack is not None
+        head = f"{'defense':<28} {'clean acc':>10} {'bare':>8} {'non-adapt':>10} {'adaptive':>10}"
+        head += f" {'black-box':>10} {'med q':>6}  adaptive by" if bb else "  adaptive by"
+        lines = [f"{self.model}, {self.attack} {self.attack_params}, {self.images}/{self.images_total} images"]
+        if bb:
+            params = ", ".join(f"{k}={v:g}" for k, v in (self.blackbox_params or {}).items())
+            lines.append(
+                f"black-box: {self.blackbox_attack} ({params}) querying the defended classifier; on the bare model "
+                f"it fools {self.blackbox_bare_fooled}/{self.images}"
+            )
+        lines.append(head)
         for r in self.rows:
             params = ", ".join(f"{k}={v:g}" for k, v in r.params.items())
+            med = "-" if r.blackbox_queries_median is None else f"{r.blackbox_queries_median:.0f}"
             lines.append(
                 f"{(r.defense + (' ' + params if params else '')):<28} {r.clean_correct:>4}/{r.images:<5}"
                 f" {r.bare_fooled:>3}/{r.images:<4} {r.nonadaptive_fooled:>4}/{r.clean_correct:<5}"
-                f" {_count(r.adaptive_fooled, r.clean_correct)}  {r.adaptive_method}"
+                f" {_count(r.adaptive_fooled, r.clean_correct)}"
+                + (f" {_count(r.blackbox_fooled, r.clean_correct)} {med:>6}" if bb else "")
+                + f"  {r.adaptive_method}"
                 + (f", judged on {r.judge_views} fixed views" if r.judge_views else "")
             )
         return "\n".join(lines)
@@ -501,6 +543,7 @@ def evaluate_defenses(
     seed: int = 0,
     chunk: int = 8,
     on_step: Callable[[Step], None] | None = None,
+    blackbox: Mapping[str, float] | None = None,
 ) -> Iterator[DefenseProgress]:
     """For each defense: clean accuracy of the defended model, and the attack's success against the bare model,
     against the defense by a non-adaptive attacker (the bare model's adversarial image passed through it), and by
@@ -512,10 +555,13 @@ def evaluate_defenses(
     on_step: called after every attack step (a page's Stop takes effect there; ui.run.progress).
     adaptive=False skips the adaptive attacker (its columns are None): the cheap question "does the defense stop an
     attacker who ignores it?" alone.
+    blackbox: Square L-inf's hyperparameters ({} for its defaults) to add the score-based black-box attacker, which
+    queries each defended classifier (and the bare model, for the report's baseline); None skips it.
     """
     eot_samples = check_number("EOT samples", eot_samples, 1, 256, integer=True)
     chunk = check_number("chunk", chunk, 1, 1024, integer=True)
     atk = make_attack(attack, early_stop=not full_budget, **dict(attack_params or {}))
+    bb_atk = None if blackbox is None else make_attack("square", **dict(blackbox))  # bad parameters fail first
     if isinstance(defenses, Mapping):
         chosen = {k: dict(v) for k, v in defenses.items()}
     else:
@@ -550,9 +596,13 @@ def evaluate_defenses(
         images=n,
         bare_fooled=0,
         seed=seed,
+        blackbox_attack=None if bb_atk is None else bb_atk.name,
+        blackbox_params=None if bb_atk is None else dict(bb_atk.hparams),
     )
     n_chunks = math.ceil(n / chunk)
     total = n_chunks * (1 + len(built)) if adaptive else n_chunks + len(built)
+    if bb_atk is not None:
+        total += n_chunks * (1 + len(built))
     done = 0
 
     def run_attack(
@@ -566,12 +616,36 @@ def evaluate_defenses(
             done += 1
             yield x_adv, DefenseProgress(stage, done, total, report)  # the saved 8-bit images
 
+    def run_blackbox(oracle: nn.Module, stage: str) -> Iterator[tuple[Tensor, Tensor, DefenseProgress]]:
+        """Square querying `oracle` (the defended classifier, or the bare model); yields each chunk's 8-bit images,
+        its (n,) query counts and the progress. The oracle also judges when a sample may stop."""
+        nonlocal done
+        last: list[Step] = []
+
+        def keep(step: Step) -> None:
+            last[:] = [step]
+            if on_step is not None:
+                on_step(step)
+
+        assert bb_atk is not None
+        for _, x_adv in attack_in_chunks(bb_atk, oracle, x0, goal, chunk=chunk, seed=seed, keys=ids, on_step=keep):
+            done += 1
+            queries = last[0].queries
+            assert queries is not None
+            yield x_adv, queries.to(device), DefenseProgress(stage, done, total, report)
+
     parts = []
     for x_adv, progress in run_attack(None, None, "attack the bare model"):
         parts.append(x_adv)
         yield progress
     bare_adv = torch.cat(parts)  # (N, 3, S, S)
     report.bare_fooled = int(_met(model.probabilities(bare_adv).to(device), goal).sum())
+    if bb_atk is not None:
+        parts = []
+        for x_adv, _, progress in run_blackbox(model, "black-box attack on the bare model"):
+            parts.append(x_adv)
+            yield progress
+        report.blackbox_bare_fooled = int(_met(model.probabilities(torch.cat(parts)).to(device), goal).sum())
     for name, defense in built.items():
         start = time.perf_counter()
         clean_ok = defense.probabilities(x0).argmax(1).to(device) == labels  # (N,)
@@ -592,6 +666,20 @@ def evaluate_defenses(
         else:
             done += 1
             progress = DefenseProgress(f"non-adaptive check of {name}", done, total, report)
+        bb = bb_median = bb_mean = None
+        if bb_atk is not None:
+            yield progress
+            parts, spent = [], []
+            for x_adv, queries, progress in run_blackbox(defense, f"black-box attack on {name}"):
+                parts.append(x_adv)
+                spent.append(queries)
+                if len(parts) < n_chunks:
+                    yield progress
+            fooled = _met(defense.probabilities(torch.cat(parts)).to(device), goal) & clean_ok  # (N,)
+            bb = int(fooled.sum())
+            if bb:
+                q = torch.cat(spent)[fooled].tolist()  # (bb,) queries of the successes
+                bb_median, bb_mean = float(statistics.median(q)), float(statistics.fmean(q))
         report.rows.append(
             DefenseRow(
                 defense=name,
@@ -608,6 +696,9 @@ def evaluate_defenses(
                 adaptive_fooled_plain=ad_plain,
                 seconds=time.perf_counter() - start,
                 judge_views=int(defense.hparams["draws"]) if isinstance(defense, ResizePadDefense) else None,
+                blackbox_fooled=bb,
+                blackbox_queries_median=bb_median,
+                blackbox_queries_mean=bb_mean,
             )
         )
         yield progress

@@ -50,6 +50,8 @@ class Row:
     success: the 8-bit image's top-1 is the target (with the study's confidence) and rms <= the study's cap.
     final_class: the 8-bit image's top-1 (what the image became, whether or not it is the target).
     seconds: the unit's wall time shared equally by its rows (the attacks ran as one batch).
+    queries: images a black-box attack asked the model about for this pair (Step.queries); None for white-box
+        attacks, and in files written before the column existed.
     """
 
     image_id: str
@@ -62,6 +64,7 @@ class Row:
     p_target: float
     final_class: int
     seconds: float
+    queries: int | None = None
 
 
 _ROW_COLUMNS = tuple(f.name for f in fields(Row))
@@ -88,6 +91,7 @@ CREATE TABLE rows (
     p_target REAL NOT NULL,
     final_class INTEGER NOT NULL,
     seconds REAL NOT NULL,
+    queries INTEGER,
     PRIMARY KEY (image_id, target)
 );
 PRAGMA application_id = {APPLICATION_ID};
@@ -132,6 +136,7 @@ class SweepStore:
                     f"{os.fspath(path)} holds a study of {describe_study(held)} (differs in: {', '.join(differ)}); "
                     "use another --db or the same parameters"
                 )
+            _add_queries_column(conn)
         except BaseException:
             conn.close()
             raise
@@ -197,8 +202,9 @@ class SweepStore:
         return int(self.conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
 
     def rows(self) -> list[Row]:
-        cur = self.conn.execute(f"SELECT {', '.join(_ROW_COLUMNS)} FROM rows ORDER BY image_id, target")
-        return [Row(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8], r[9]) for r in cur]
+        columns = [c if c != "queries" or _has_queries(self.conn) else "NULL" for c in _ROW_COLUMNS]
+        cur = self.conn.execute(f"SELECT {', '.join(columns)} FROM rows ORDER BY image_id, target")
+        return [Row(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10]) for r in cur]
 
 
 def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -234,6 +240,18 @@ def _create(conn: sqlite3.Connection, params: dict[str, Any]) -> None:
     except BaseException:
         conn.rollback()
         raise
+
+
+def _has_queries(conn: sqlite3.Connection) -> bool:
+    return any(r[1] == "queries" for r in conn.execute("PRAGMA table_info(rows)"))
+
+
+def _add_queries_column(conn: sqlite3.Connection) -> None:
+    """A file written before `rows.queries` existed gets the column (NULL in its rows) when opened to be written;
+    read-only opens (a report, the page, the shipped study) leave the file as it is and read NULL."""
+    if not _has_queries(conn):
+        with conn:
+            conn.execute("ALTER TABLE rows ADD COLUMN queries INTEGER")
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:

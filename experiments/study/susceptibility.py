@@ -156,6 +156,25 @@ def summary(rows: Sequence[Row], cap: float | None = None) -> dict[str, Any]:
         "median_modify_rate": statistics.median(v.rate for v in modify.values()) if modify else None,
         "median_mimic_rate": statistics.median(v.rate for v in mimic.values()) if mimic else None,
         "seconds": sum(r.seconds for r in rows),
+        "queries": query_summary(rows, cap),
+    }
+
+
+def query_summary(rows: Sequence[Row], cap: float | None = None) -> dict[str, Any] | None:
+    """Median and mean queries per pair (all rows, and the successes) of a black-box study; None when no row holds
+    queries (white-box attacks, files written before the column). A failure counts what it spent (mostly the
+    budget)."""
+    counted = [r for r in rows if r.queries is not None]
+    if not counted:
+        return None
+    ok = [r.queries for r in counted if succeeded(r, cap)]
+    spent = [r.queries for r in counted]
+    return {
+        "rows": len(counted),
+        "median": statistics.median(spent),
+        "mean": statistics.fmean(spent),
+        "median_successful": statistics.median(ok) if ok else None,
+        "mean_successful": statistics.fmean(ok) if ok else None,
     }
 
 

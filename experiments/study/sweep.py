@@ -60,6 +60,12 @@ class Study:
         """The attack with the study's cap as its own budget when it has one (relabel's max_rms)."""
         params = dict(self.attack_params)
         attack = make_attack(self.attack, **params)
+        if getattr(attack, "decision_based", False):
+            raise AttackError(
+                f"{self.attack} is decision-based: each pair would need a starting photo the model already labels as "
+                "its target, which a sweep toward many classes does not have; attack one target with "
+                f"`cli.py attack --attack {self.attack} --target CLASS`, or sweep a score-based attack (square, simba)"
+            )
         if "max_rms" not in attack.hparams:
             return attack
         if "max_rms" in params and params["max_rms"] != self.max_rms:
@@ -163,6 +169,7 @@ def run_unit(
     seeds = [sample_seed(study.seed, image_id, t) for image_id, _, t in unit.pairs]  # a row never depends on its unit
     end = run_batch(attack, model, x0, goal, seeds=seeds, attacked=attacked)
     finished = end.stopped_at  # (N,) step at which each sample stopped
+    queries = None if end.last.queries is None else end.last.queries.tolist()  # (N,) black-box attacks only
     x_adv = end.x_adv  # (N, 3, H, W) the images as saved
     with torch.inference_mode():
         probs = model(x_adv).softmax(dim=1)  # (N, K) the plain model on the 8-bit images
@@ -183,6 +190,7 @@ def run_unit(
             p_target=float(p_target[j]),
             final_class=int(top[j]),
             seconds=seconds,
+            queries=None if queries is None else int(queries[j]),
         )
         for j, (image_id, s, t) in enumerate(unit.pairs)
     ]
