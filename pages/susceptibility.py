@@ -97,4 +97,5 @@ if path is not None:
             st.markdown(study_view.describe(params, rows, shipped=source == "shipped"))
             study_view.show_study(params, rows, K + source)
         else:
-            st.info(f"This database holds a study of {params['model']} with no finished pairs yet.")
+            name = widgets.model_title(params["model"])
+            st.info(f"This database holds a study of {name} with no finished pairs yet.")

@@ -65,7 +65,8 @@ def describe(params: dict[str, Any], rows: Sequence[Row], shipped: bool) -> str:
     images, sources = len({r.image_id for r in rows}), len({r.source for r in rows})
     targets = len({r.target for r in rows})
     text = (
-        f"**{params['model']}**, attack **{params['attack']}** capped at RMS **{params['max_rms']:g}**, "
+        f"**{widgets.model_title(params['model'])}**, attack **{params['attack']}** capped at RMS "
+        f"**{params['max_rms']:g}**, "
         f"images **{params['image_set']}** ({images} images of {sources} classes), targets **{params['targets']}** "
         f"({targets} classes; an image is never attacked toward its own class): **{len(rows)} pairs**, each verified "
         "on its saved 8-bit image."
