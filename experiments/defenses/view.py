@@ -219,6 +219,12 @@ def show_svm(r: dict[str, Any]) -> None:
         f"Held-out accuracy **{acc['mean']:.1%} ± {acc['std']:.1%}** over {acc['splits']} splits; shuffled-label "
         f"control {ctl['mean']:.1%} ± {ctl['std']:.1%} (chance: 50%). The paper: 89.6%."
     )
+    if acc["mean"] < 0.6:  # issue 20: a result at chance says why, and what to change
+        st.warning(
+            f"At chance here: the samples hold only {r['exemplar_photos']} {r['target']['label']} photo(s), so each "
+            "split trains on crops of one and tests on another it never saw; give it a folder with tens of photos "
+            "per class (`python cli.py detect --images FOLDER`) for the paper's design."
+        )
     st.caption(
         f"Used: **{r['exemplars']} exemplars** ({SHIPPED_CROPS} random crops of each of the {r['exemplar_photos']} "
         f"{r['target']['label']} photos: the shipped samples give only a few exemplars per class) and "
