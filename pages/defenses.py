@@ -40,10 +40,11 @@ model = widgets.model_select("Model", K + "model", **off)
 defend_tab, detect_tab, spot_tab = st.tabs(["Defenses", "Detection", "Spot the adversarial"])
 
 with defend_tab:
-    settings, results = st.columns([1.3, 2], gap="large")
+    settings, results = st.columns([1, 2.3], gap="large")
     with settings:
+        top = st.container()  # Run and its progress above the settings: on a 768-px screen, beside the figure
         names = st.multiselect(
-            "Defenses", list(DEFENSES), key=K + "defenses", format_func=lambda d: DEFENSES[d].title, **off
+            "Defenses", list(DEFENSES), key=K + "defenses", format_func=lambda d: DEFENSES[d].title, wrap=True, **off
         )
         chosen: dict[str, dict[str, float]] = {}
         for name in names:
@@ -51,7 +52,9 @@ with defend_tab:
             with st.expander(f"{cls.title}: parameters"):
                 st.caption(cls.summary)
                 chosen[name] = {p.name: param_input(p, f"{K}{name}.{p.name}", **off) for p in cls.params}
-        attack = st.selectbox("Attack", list(ATTACKS), key=K + "attack", format_func=lambda a: ATTACKS[a].title, **off)
+        attack = st.selectbox(
+            "Attack", list(ATTACKS), key=K + "attack", format_func=lambda a: ATTACKS[a].title.split(" (")[0], **off
+        )
         with st.expander("Attack parameters"):
             params = {p.name: param_input(p, f"{K}{attack}.{p.name}", **off) for p in ATTACKS[attack].params}
         n_images = st.slider("Labelled sample images", 2, 20, key=K + "images", **off)
@@ -61,8 +64,9 @@ with defend_tab:
             widgets.error(err)
             params = None
         ready = model is not None and bool(names) and params is not None
-        run.buttons(job, prefix=K, ready=ready, settings=None, other_buttons=BUTTONS)
-        bar = st.empty()
+        with top:
+            run.buttons(job, prefix=K, ready=ready, settings=None, other_buttons=BUTTONS)
+            bar = st.empty()
 
     def start():
         assert model is not None and params is not None
@@ -77,8 +81,11 @@ with defend_tab:
     with results:
         live = st.empty()
         run.show_notes(job)
+        shipped = view.shipped(model.name) if model is not None else None
         if job.data.get("report") is not None:
             view.show_report(live, job.data["report"])
+        elif shipped is not None and not running:
+            view.show_report(live, shipped[0], view.shipped_note(shipped[1]))
         elif not running:
             st.info("Press **Run** to evaluate the defenses on the labelled sample images.")
         st.caption(view.LESSON)

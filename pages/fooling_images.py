@@ -45,6 +45,7 @@ mode = (
 settings, view = st.columns([1, 2.3], gap="large")
 
 with settings:
+    top = st.container()  # Run goes here, above the settings: on a 768-px projector screen, beside the result
     off = {"disabled": running}
     model = widgets.model_select("Model", K + "model", **off)
     if mode == "gallery":
@@ -96,9 +97,10 @@ with settings:
         params["blur_sigma"] = st.slider("Blur σ every 4 steps", 0.0, 3.0, step=0.1, key=K + "blur", **off)
         params["tv_weight"] = st.slider("Total-variation weight", 0.0, 5.0, step=0.1, key=K + "tv", **off)
     ready = model is not None and bool(targets)
-    run.buttons(job, prefix=K, ready=ready, stop_help="Ends the run at the next step; the last image stays.")
-    if not targets:
-        widgets.error("choose at least one class")
+    with top:
+        run.buttons(job, prefix=K, ready=ready, stop_help="Ends the run at the next step; the last image stays.")
+        if not targets:
+            widgets.error("choose at least one class")
 
 RESULT = K + "result." + mode
 store: dict[str, Any] = st.session_state.setdefault(RESULT, {})

@@ -27,7 +27,7 @@ st.caption("Three short experiments on why networks are so easily fooled. Each t
 linear, boundary, digits = st.tabs(["1 · Many tiny changes", "2 · Crossing a boundary", "3 · A digits network"])
 
 with linear:
-    st.markdown("A logistic regression $p = \\sigma(W\\cdot x)$ on 10 inputs (seed 001's worked example).")
+    st.markdown("A logistic regression $p = \\sigma(W\\cdot x)$ on 10 inputs: why are deep networks so easily fooled?")
     nudge = st.slider("Nudge every input along sign(W) by", 0.0, 1.0, 0.5, 0.05, key=K + "nudge")
     r, fig = explainers_view.logistic(nudge)
     a, b, c = st.columns(3)

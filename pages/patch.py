@@ -31,7 +31,7 @@ st.title("Adversarial patch")
 st.caption(
     "A patch you can print: not a faint change of a few grey levels, but a visible sticker trained so that the "
     "model answers its target class wherever the sticker sits, at any angle and in any light (Brown et al. 2017). "
-    f"Model: {MODEL}."
+    f"Model: {widgets.model_title(MODEL)}."
 )
 shipped = view.shipped()
 choices = {f"{name} (shipped)": item for name, item in shipped.items()}
@@ -40,24 +40,30 @@ if CURRENT in st.session_state:
     choices[f"{meta_run.get('target', '?')} ({meta_run['origin']})"] = (pixels_run, meta_run)
 settings, out = st.columns([1, 2.2], gap="large")
 with settings:
+    # What is dragged sits at the top, beside the placed patch and its bars: on a 768-px projector screen the
+    # result stays in view while the sliders move. The patch itself and the uploader come below.
+    head, thumb, load = st.container(), st.container(), st.container()
+with load:
     loaded = view.uploaded(K + "load.upload", running)
-    if loaded is not None:
-        choices[f"{loaded[1]['file']} (loaded)"] = (loaded[0], {"target": "toaster", **loaded[1]})
-    if not choices:
-        st.error("No patch is shipped (data/patch/ is empty): train one below or load a PNG.")
-        st.stop()
+if loaded is not None:
+    choices[f"{loaded[1]['file']} (loaded)"] = (loaded[0], {"target": "toaster", **loaded[1]})
+if not choices:
+    st.error("No patch is shipped (data/patch/ is empty): train one below or load a PNG.")
+    st.stop()
+with head:
     which = st.selectbox("Patch", list(choices), key=K + "which")
     pixels, meta = choices[which]
     if "(loaded)" in which:
         meta = {**meta, "target_index": widgets.class_select("Its target", K + "load_target", 859)}
         meta["target"] = engine.target_name(meta["target_index"])
     target = view.target_of(meta)
-    widgets.show_image(st, pixels, f"target: {widgets.class_name(target)}")
     x = st.slider("Across (left → right)", 0.0, 1.0, key=K + "x", step=0.05)
     y = st.slider("Down (top → bottom)", 0.0, 1.0, key=K + "y", step=0.05)
     size = st.slider("Size (% of the image area)", 1, 50, key=K + "size")
     angle = st.slider("Angle (degrees, counter-clockwise)", -180, 180, key=K + "angle", step=5)
     picked = widgets.image_select(K + "photo", default="coffee", disabled=running)
+with thumb:
+    widgets.show_image(st, pixels, f"the patch; target: {widgets.class_name(target)}")
 
 with out:
     if picked is not None:

@@ -41,6 +41,7 @@ st.caption(
 
 settings, view = st.columns([1, 2.3], gap="large")
 with settings:
+    top = st.container()  # Run and its progress, above the settings: on a 768-px screen, beside the result
     picked = widgets.image_select(K + "image", disabled=running)
     model = widgets.model_select("Model", K + "model", disabled=running)
     target = widgets.class_select("Target class", K + "target", class_index("umbrella"), disabled=running)
@@ -100,8 +101,9 @@ with settings:
         widgets.error(err)
         plain_attack = eot_attack = None
     ready = picked is not None and model is not None and plain_attack is not None and target_ok
-    run.buttons(job, prefix=K, ready=ready, stop_help="Ends the run at the next step; whatever had finished stays.")
-    bar = st.empty()  # progress right under Run: where the eye is after the click
+    with top:
+        run.buttons(job, prefix=K, ready=ready, stop_help="Ends the run at the next step; whatever had finished stays.")
+        bar = st.empty()  # progress right under Run: where the eye is after the click
 
 
 def progress(what: str, step: Step) -> None:

@@ -34,7 +34,7 @@ running = job.busy
 st.title("Susceptibility study")
 st.caption(
     "Attack every image toward every target class and count: Robinson & Graham relabel 98.7% of pairs within an "
-    "RMS distortion of 0.01; seed 000 finds that some classes are easy to modify and others easy to mimic. The "
+    "RMS distortion of 0.01. Which classes are easy to modify, and which easy to mimic? The "
     "rows below are real attacks, each verified on its saved 8-bit image."
 )
 source = (
@@ -95,6 +95,9 @@ if path is not None:
     else:
         if rows:
             st.markdown(study_view.describe(params, rows, shipped=source == "shipped"))
+            if source == "shipped":
+                st.expander("How the shipped study was made").markdown(study_view.SHIPPED_NOTE)
             study_view.show_study(params, rows, K + source)
         else:
-            st.info(f"This database holds a study of {params['model']} with no finished pairs yet.")
+            name = widgets.model_title(params["model"])
+            st.info(f"This database holds a study of {name} with no finished pairs yet.")

@@ -1,8 +1,7 @@
 """Transfer: attack one model, then ask the others. Relabelled images stay on their model; bigger untargeted
-perturbations, ensembles and input diversity travel further.
-
+perturbations, ensembles and input diversity travel further (seed 004 sec. 3.1, seed 003).
 Widgets -> experiments.transfer.plans.transfer_runs (run by ui.run) -> table and a source x evaluation heatmap that
-grows with every run (seed 004 sec. 3.1, seed 003). Each finished run goes into the matrix at once, so a Stop keeps it.
+grows with every run. Each finished run goes into the matrix at once, so a Stop keeps it.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ st.caption(
 
 settings, view = st.columns([1, 2.2], gap="large")
 with settings:
+    top = st.container()  # Run and its progress, above the settings: on a 768-px screen, beside the result
     picked = widgets.image_select(K + "image", disabled=running)
     usable = widgets.usable_models()
     sources = widgets.models_multiselect(
@@ -93,8 +93,9 @@ with settings:
         attack = None
     ready = bool(evals) and attack is not None and target_ok
     stop_help = "Ends the run at the next step; finished runs stay in the matrix."
-    run.buttons(job, prefix=K, ready=ready, other_buttons=OTHER_BUTTONS, stop_help=stop_help)
-    bar = st.empty()
+    with top:
+        run.buttons(job, prefix=K, ready=ready, other_buttons=OTHER_BUTTONS, stop_help=stop_help)
+        bar = st.empty()
     st.button(
         "Classic comparison on this image",
         key=K + "compare",

@@ -37,6 +37,7 @@ st.caption(
 )
 settings, out = st.columns([1, 2.3], gap="large")
 with settings:
+    top = st.container()  # Run and its progress, above the settings: on a 768-px screen, beside the result
     off = {"disabled": running}
     model = widgets.model_select("Model", K + "model", **off)
     source = st.segmented_control("Images", ("samples", "folder"), key=K + "set", **off) or "samples"
@@ -65,8 +66,9 @@ with settings:
     holdout = int(st.number_input("Held-out images", 1, max(1, count - 2), key=K + "holdout", **off))
     seed = int(st.number_input("Seed (split and order)", 0, 10_000, key=K + "seed", **off))
     ready = model is not None and len(photos) >= 3
-    run.buttons(job, prefix=K, ready=ready, other_buttons=OTHER_BUTTONS)
-    bar = st.empty()
+    with top:
+        run.buttons(job, prefix=K, ready=ready, other_buttons=OTHER_BUTTONS)
+        bar = st.empty()
 
 
 def start():
@@ -95,6 +97,10 @@ with out:
     if loaded is not None and st.session_state.get(K + "loaded_name") != loaded[1]["file"]:
         st.session_state[CURRENT] = (*loaded, "loaded")
         st.session_state[K + "loaded_name"] = loaded[1]["file"]
+    broken = loaded is None and st.session_state.get(K + "load.upload") is not None
+    if broken and (st.session_state.get(CURRENT) or (None,) * 3)[2] == "loaded":
+        del st.session_state[CURRENT]  # the error replaces the v loaded before, never sits beside it
+        st.session_state.pop(K + "loaded_name", None)
     default = view.shipped(model.name if model else OFFLINE_MODELS[0]) or view.shipped(OFFLINE_MODELS[0])
     v, meta, origin = st.session_state.get(CURRENT) or (*default, "shipped")  # type: ignore[misc]
     if job.kind == "run" and "last" in job.data:
@@ -102,7 +108,8 @@ with out:
         view.curves(slots["curve"], job.data["history"])
     else:
         slots["status"].markdown(view.shipped_status(model.name if model else "", v, meta, origin))
-    view.show_perturbation(slots["v"], v, f"v for {meta.get('model')}, {view.ORIGINS[origin]}")
+    v_model = widgets.model_title(meta.get("model", "?"))
+    view.show_perturbation(slots["v"], v, f"v for {v_model}, {view.ORIGINS[origin]}")
     view.downloads(v, meta, "exp.univ_save.")  # outside K: download buttons cannot be pinned by Run
     if model is not None:
         view.show_grid(model.name, v, meta)

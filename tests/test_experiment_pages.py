@@ -94,11 +94,11 @@ def test_transfer_run_fills_the_table_and_the_matrix() -> None:
     at.button(key="exp.transfer.run").click().run()
     _clean(at)
     table = at.dataframe[0].value
-    assert list(table["model"]) == ["efficientnet_lite0 (attacked)", "efficientnet_lite1"]
+    assert list(table["model"]) == ["Lite0 (attacked)", "Lite1"]
     assert bool(table["fooled"].iloc[0])  # the relabel fools the model it was made on
     rule = "top class = the target (umbrella)"  # the stated reference of every row (issue 17 item 10)
     assert any(rule in c.value for c in at.caption)
-    assert any("Adversarial on efficientnet_lite0" in c for img in at.get("image") for c in img.captions)
+    assert any("Adversarial on Lite0" in c for img in at.get("image") for c in img.captions)
     history = at.session_state["exp.transfer.history"]
     assert len(history) == 1 and set(history[0]["cells"]) == {"efficientnet_lite0", "efficientnet_lite1"}
     assert len(at.get("plotly_chart")) == 1

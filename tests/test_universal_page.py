@@ -57,7 +57,7 @@ def test_opens_on_the_shipped_perturbation_applied(opened: AppTest) -> None:
     heatmaps = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     cells = [t for f in heatmaps for t in f["data"] if t.get("type") == "heatmap"]
     assert cells and cells[0]["text"][0][0] == f"{here['heldout_fooling']:.0%}", cells
-    assert "Held-out images on efficientnet_lite0:" in text
+    assert "Held-out images on EfficientNet-Lite0:" in text
     captions = [c for img in at.get("image") for c in img.captions]
     assert any(c.startswith("Before:") for c in captions) and any(c.startswith("After:") for c in captions)
     assert any("amplified ×" in c for c in captions)

@@ -14,8 +14,8 @@ import numpy as np
 if TYPE_CHECKING:
     pass
 
-SOURCE_COLOUR = "#1f6fb4"  # the class the image had: blue
-TARGET_COLOUR = "#d62728"  # the class the attack wants: red
+SOURCE_COLOUR = "#1678cc"  # the class the image had: blue (>= 4.5:1 on white and on black: tests/test_theme.py)
+TARGET_COLOUR = "#e52223"  # the class the attack wants: red (likewise)
 OTHER_COLOUR = "#a3acb9"  # every other class: grey
 RMS_COLOUR = "#2a9d3c"  # distortion: green, on its own axis
 FONT = {"size": 15}  # readable from the back of a classroom
@@ -210,7 +210,7 @@ def heatmap(
                 "texttemplate": "%{text}",
                 "zmin": 0,
                 "zmax": 1,
-                "colorscale": [[0, "#f7f7f7"], [1, "#d62728"]],
+                "colorscale": [[0, "#f7f7f7"], [1, TARGET_COLOUR]],
                 "showscale": False,
                 "hovertemplate": "%{y} → %{x}: %{text}<extra></extra>",
             }

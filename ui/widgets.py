@@ -78,6 +78,12 @@ def short_model_label(name: str) -> str:
     return f"{title} · {'cached' if weights_cached(name) else 'download'}"
 
 
+def model_title(name: str) -> str:
+    """The name a page shows for a model ("EfficientNet-Lite0", never "efficientnet_lite0"); an unregistered name
+    (a loaded file's "?") as it is."""
+    return MODELS[name].title if name in MODELS else name
+
+
 def usable_models() -> list[str]:
     """Models that work without a download: the offline ones and online ones already on this disk."""
     return [n for n in MODELS if n in OFFLINE_MODELS or weights_cached(n)]

@@ -59,7 +59,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -418,6 +418,11 @@ class DefenseRow:
             "blackbox_queries_mean": self.blackbox_queries_mean,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DefenseRow:
+        """The row back from to_json (its derived rates are recomputed from the counts, never read)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
 
 @dataclass
 class DefenseReport:
@@ -453,6 +458,12 @@ class DefenseReport:
             "blackbox_bare_fooled": self.blackbox_bare_fooled,
             "rows": [r.to_json() for r in self.rows],
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DefenseReport:
+        """A report saved by to_json (the shipped one in data/defenses/) back as the page's table and bars take it."""
+        head = {f.name: data[f.name] for f in fields(cls) if f.name != "rows"}
+        return cls(**head, rows=[DefenseRow.from_json(r) for r in data["rows"]])
 
     def table(self) -> str:
         """A plain-text table (CLI): counts as k/n so small sets are read for what they are."""

@@ -134,7 +134,7 @@ def fooling_target(retrained: bool) -> digits.DigitsCNN:
     net, rejected = retrained_net()
     st.caption(
         f"The retrained network rejects {rejected:.0%} of the old fooling images (and noise); new ones, grown against "
-        "it, still fool it (seed 001: Nguyen et al. on MNIST)."
+        "it, still fool it (Nguyen et al. 2015 on MNIST)."
     )
     return net
 

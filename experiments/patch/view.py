@@ -152,7 +152,7 @@ def uploaded(key: str, disabled: bool) -> tuple[np.ndarray, dict[str, Any]] | No
     try:
         patch = engine.read_patch(upload.getvalue(), upload.name)
     except (AttackError, ImageError) as err:
-        widgets.error(err)
+        widgets.error(f"this patch cannot be used: {err}")  # not the file's name first: error() capitalises it
         return None
     return engine.to_uint8(patch), {"file": upload.name}
 

@@ -170,11 +170,22 @@ def group_heatmap(sources: list[str], targets: list[str], matrix: list[list[floa
     """The group matrix (rows: source groups, columns: target groups), with one invisible marker per cell so a
     click selects it."""
     text = [["" if v is None else pct(v) for v in line] for line in matrix]
-    fig = figures.heatmap(sources, targets, matrix, text, title="Success by WordNet group: source → target")
+    fig = figures.heatmap(sources, targets, matrix, text, title="Relabelled by WordNet group: source → target")
+    # ~20 columns beside the examples: each cell too narrow for its number, so the colour and a scale carry it (the
+    # number is in the hover), and every group's name is kept (Plotly would drop every other one).
+    fig["data"][0] |= {"texttemplate": "", "showscale": True, "colorbar": {"tickformat": ".0%", "thickness": 12}}
     fig["layout"]["xaxis"].update(
-        {"title": {"text": "target group"}, "tickangle": -45, "automargin": True}  # ~20 names: slanted, whole
+        {
+            "title": {"text": "target group"},
+            "tickangle": -90,
+            "automargin": True,
+            "tickfont": {"size": 13},
+            "tickmode": "array",
+            "tickvals": list(targets),
+        }
     )
     fig["layout"]["yaxis"]["title"]["text"] = "source group"
+    fig["layout"]["yaxis"]["tickfont"] = {"size": 13}
     fig["layout"]["height"] += 120  # room for the slanted column names
     cells = [(a, b) for i, a in enumerate(sources) for j, b in enumerate(targets) if matrix[i][j] is not None]
     marker = {"size": 30, "color": "rgba(255,255,255,0.01)"}

@@ -65,20 +65,25 @@ def describe(params: dict[str, Any], rows: Sequence[Row], shipped: bool) -> str:
     images, sources = len({r.image_id for r in rows}), len({r.source for r in rows})
     targets = len({r.target for r in rows})
     text = (
-        f"**{params['model']}**, attack **{params['attack']}** capped at RMS **{params['max_rms']:g}**, "
+        f"**{widgets.model_title(params['model'])}**, attack **{params['attack']}** capped at RMS "
+        f"**{params['max_rms']:g}**, "
         f"images **{params['image_set']}** ({images} images of {sources} classes), targets **{params['targets']}** "
         f"({targets} classes; an image is never attacked toward its own class): **{len(rows)} pairs**, each verified "
         "on its saved 8-bit image."
     )
     if shipped:
-        text += (
-            " It ships with the app: the 18 of Foolbox's 20 labelled ImageNet photos that Lite0 classifies correctly "
-            "and 8 unlabelled packaged photos (attacked from the class Lite0 gives them), each toward all 999 other "
-            "ImageNet classes as in Robinson & Graham, made by `python scripts/make_shipped_study.py` on an "
-            "NVIDIA H100 in two minutes (about 3.5 hours on a 2-core CPU). A clicked example is recomputed on this "
-            "server's CPU, so its last digits can differ from the stored row."
-        )
+        text += " It ships with the app (no computing)."
     return text
+
+
+#: How the shipped study was made, under an expander so the figures start on the first screen.
+SHIPPED_NOTE = (
+    "The 18 of Foolbox's 20 labelled ImageNet photos that Lite0 classifies correctly and 8 unlabelled packaged "
+    "photos (attacked from the class Lite0 gives them), each toward all 999 other ImageNet classes as in Robinson & "
+    "Graham, made by `python scripts/make_shipped_study.py` on an NVIDIA H100 in two minutes (about 3.5 hours on a "
+    "2-core CPU). A clicked example is recomputed on this server's CPU, so its last digits can differ from the "
+    "stored row."
+)
 
 
 # --- sections -----------------------------------------------------------------------------------------------------
@@ -113,18 +118,25 @@ def ranked_classes(
     easiest, hardest = sus.ranked(rates, 3, sus.mean_rms_of_successes(rows, key, cap))
     st.markdown(f"**{title}**")
     t = sus.ties(rates)
-    if t["at_top"] > 3:
+    labels = ("easiest", "hardest")
+    if t["at_top"] == len(rates) > 1:  # issue 20: all tie, so no class is easier or harder at this cap
+        labels = ("least change", "most change")
+        st.caption(
+            f"All {len(rates)} classes tie at {study_figures.pct(t['top_rate'])}, so none is easiest or hardest at "
+            f"RMS ≤ {cap:g} (a tighter cap spreads them). Shown: the least and the most change their successes needed."
+        )
+    elif t["at_top"] > 3:
         st.caption(
             f"{t['at_top']} classes tie at {study_figures.pct(t['top_rate'])}: among them the easiest needed the "
             "least change (mean RMS of their successes)."
         )
-    for label, items in (("easiest", easiest), ("hardest", hardest)):
+    for label, items in zip(labels, (easiest, hardest), strict=True):
         cols = st.columns(3)
         for col, (c, rate) in zip(cols, items, strict=False):
             mine = [r for r in rows if getattr(r, key) == c]
             failed = [r for r in mine if not sus.succeeded(r, cap)]  # hardest: a failed pair, else the most distorted
-            row = failed[0] if label == "hardest" and failed else max(mine, key=lambda r: r.rms)
-            if label == "easiest":
+            row = failed[0] if label == labels[1] and failed else max(mine, key=lambda r: r.rms)
+            if label == labels[0]:
                 row = min(mine, key=lambda r: r.rms)  # easiest: its least distorted success
             try:
                 col.image(thumbnail(image_set, row.image_id), width=80)
@@ -198,6 +210,7 @@ def _examples(
     """The examples of a clicked class ("c:N": its pairs as a source, then as a target), pair ("p:IMAGE|TARGET") or
     group cell ("g:SOURCE|TARGET")."""
     if picked is None:
+        st.caption("Click a point or a cell: its examples appear here.")
         return
     kind, _, what = str(picked).partition(":")
     if kind == "c":
@@ -236,21 +249,28 @@ def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
     """Every figure of the study; clicks on the scatter or the heatmap show examples."""
     caps = [c for c in sus.CAPS if c <= float(params["max_rms"])] or [float(params["max_rms"])]
     paper = min(sus.PAPER_CAP, caps[-1])
-    cap = st.select_slider(
+    controls, curve = st.columns([1, 1.6], gap="large")  # the cap and what it counts beside the curve it moves
+    cap = controls.select_slider(
         "Count a success at RMS distortion ≤",
         caps,
         value=paper,
         key=f"{key}.cap",
-        help="The paper's cap is 0.01. A tighter cap spreads the per-class rates apart (seed 000's median is 85%).",
+        help="The paper's cap is 0.01. A tighter cap spreads the per-class rates apart (the blog post 'Seeing "
+        "with Deep Learning' finds a median of 85% on ResNet).",
     )
     s = sus.summary(rows, cap)
-    cols = st.columns(4)
-    cols[0].metric(f"Relabelled at RMS ≤ {cap:g}", f"{s['success_rate']:.1%}", help="Robinson & Graham: 98.7% at 0.01")
+    with controls:
+        cols = [c for row in (st.columns(2), st.columns(2)) for c in row]
+    cols[0].metric("Relabelled", f"{s['success_rate']:.1%}", help=f"At RMS ≤ {cap:g}. Robinson & Graham: 98.7% at 0.01")
     mean_rms = "–" if s["mean_rms_successful"] is None else f"{s['mean_rms_successful']:.4f}"
-    cols[1].metric("Mean RMS of successes", mean_rms, help=f"paper: {sus.PAPER_MEAN_RMS} on GoogLeNet")
-    cols[2].metric("Median modify rate", study_figures.pct(s["median_modify_rate"]), help="seed 000: 85%")
-    cols[3].metric("Median mimic rate", study_figures.pct(s["median_mimic_rate"]))
-    st.plotly_chart(
+    cols[1].metric("Mean RMS", mean_rms, help=f"Of the successes; the paper: {sus.PAPER_MEAN_RMS} on GoogLeNet")
+    cols[2].metric(
+        "Median modify rate",
+        study_figures.pct(s["median_modify_rate"]),
+        help='"Seeing with Deep Learning": 85% on ResNet',
+    )
+    cols[3].metric("Median mimic", study_figures.pct(s["median_mimic_rate"]), help="Per target class")
+    curve.plotly_chart(
         study_figures.success_curve(rows, float(params["max_rms"]), cap),
         key=f"{key}.curve",
         config={"displayModeBar": False},
@@ -271,8 +291,10 @@ def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
             "No class here is both a source and a target (a random target set), so the modify-vs-mimic "
             "scatter is empty; every pair is drawn instead. With `--targets all` each class is both."
         )
-    event = st.plotly_chart(figure, key=f"{key}.scatter", on_select="rerun", selection_mode="points")
-    _examples(params, rows, _picked(event), f"{key}.exs", cap)
+    chart, beside = st.columns([3, 2], gap="medium")  # a click's example beside its chart, not a screen below
+    event = chart.plotly_chart(figure, key=f"{key}.scatter", on_select="rerun", selection_mode="points")
+    with beside:
+        _examples(params, rows, _picked(event), f"{key}.exs", cap)
     groups, class_group = sus.load_class_groups()
     data = sus.report(
         rows, IMAGENET_CATEGORIES, class_group=class_group, groups=groups, cap=cap, study_cap=float(params["max_rms"])
@@ -283,8 +305,10 @@ def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
     tgt = [j for j in range(len(names)) if any(line[j] is not None for line in matrix)]
     sub = [[matrix[i][j] for j in tgt] for i in src]
     heat = study_figures.group_heatmap([names[i] for i in src], [names[j] for j in tgt], sub)
-    event = st.plotly_chart(heat, key=f"{key}.heat", on_select="rerun", selection_mode="points")
-    _examples(params, rows, _picked(event), f"{key}.exg", cap, class_group)
+    chart, beside = st.columns([2.2, 1], gap="medium")
+    event = chart.plotly_chart(heat, key=f"{key}.heat", on_select="rerun", selection_mode="points")
+    with beside:
+        _examples(params, rows, _picked(event), f"{key}.exg", cap, class_group)
     st.download_button(
         "Download the rows (CSV)",
         lambda: sus.rows_csv(rows, IMAGENET_CATEGORIES),  # made on click: 2.5 MB for the shipped study

@@ -74,6 +74,11 @@ def step_progress(bar: Any, data: dict[str, Any], step: Step) -> None:
     )
 
 
+def _short(model: str) -> str:
+    """A model's name short enough for a table column at 1366 px: "Lite0", "ResNet-50"."""
+    return widgets.model_title(model).removeprefix("EfficientNet-")
+
+
 def show_result(result: TransferResult) -> None:
     """The attacked image, the verdict on the attacked model(s) and one row per evaluated model."""
     o = result.outcome
@@ -82,9 +87,9 @@ def show_result(result: TransferResult) -> None:
     ensemble = len(result.source_models) > 1
     judge = "ensemble" if ensemble else "attacked model"
     widgets.show_image(cols[0], o.original, f"Original ({'ensemble: ' if ensemble else ''}{cats[o.source]})")
-    widgets.show_image(
-        cols[1], o.adversarial, f"Adversarial on {result.source_name}: {o.verdict.label} {o.verdict.probability:.0%}"
-    )
+    attacked = " + ".join(map(_short, result.source_models))
+    says = f"{o.verdict.label} {o.verdict.probability:.0%}"
+    widgets.show_image(cols[1], o.adversarial, f"Adversarial on {attacked}: {says}")
     widgets.show_image(
         cols[2],
         difference_image(np.asarray(o.original), np.asarray(o.adversarial), 10.0),
@@ -107,7 +112,7 @@ def show_result(result: TransferResult) -> None:
     table = pd.DataFrame(
         [
             {
-                "model": r.model + (" (attacked)" if r.is_source else ""),
+                "model": _short(r.model) + (" (attacked)" if r.is_source else ""),
                 "clean image": r.clean_label,
                 "adversarial image": r.label,
                 **({"p(target)": 100 * (r.p_target or 0.0)} if targeted else {}),
@@ -135,7 +140,7 @@ def show_result(result: TransferResult) -> None:
                 width="small",
                 help="The adversarial image's probability of this model's class of the clean image.",
             ),
-            "fooled": st.column_config.CheckboxColumn(header, width="medium", help=fooled_help),
+            "fooled": st.column_config.CheckboxColumn(header, width="small", help=fooled_help),
         },
     )
     st.caption(f"**Fooled** in each row: {result.fooled_rule}.")

@@ -136,7 +136,7 @@ NOISE_SEED = 1  # the control's seed, as in scripts/make_universal.py
 def shipped_status(model_name: str, v: np.ndarray, meta: dict[str, Any], origin: str) -> str:
     """The status line of a v that is not being built: its sidecar's held-out figures (with split sizes) and the
     same figures measured now on the held-out photos at hand, each beside the random-noise control."""
-    head = f"**v for {meta.get('model')}, {ORIGINS[origin]}**"
+    head = f"**v for {widgets.model_title(meta.get('model', '?'))}, {ORIGINS[origin]}**"
     parts = []
     if meta.get("noise_heldout_fooling") is not None and meta.get("split"):
         split = meta["split"]
@@ -221,7 +221,7 @@ def show_grid(model_name: str, v: np.ndarray, meta: dict[str, Any], limit: int =
         widgets.error(err)
         return
     changed = sum(a.fooled for a in rows)
-    st.markdown(f"**Held-out images on {model_name}: {changed} of {len(rows)} change label**")
+    st.markdown(f"**Held-out images on {widgets.model_title(model_name)}: {changed} of {len(rows)} change label**")
     cols = st.columns(4, gap="small")
     for i, a in enumerate(rows):
         before, after = int(a.probs_clean.argmax()), int(a.probs_perturbed.argmax())
@@ -239,7 +239,7 @@ def show_applied(model_name: str, a: universal.Applied) -> None:
     for image, probs, caption, target in rows:
         left, right = st.columns([1, 1.6], gap="small", vertical_alignment="center")
         widgets.show_image(left, image, caption)
-        title = caption.split(":")[0] + f" ({model_name})"
+        title = caption.split(":")[0] + f" ({widgets.model_title(model_name)})"
         target = target if a.fooled else None
         widgets.chart(
             right, figures.bars(probs, IMAGENET_CATEGORIES, source=before, target=target, title=title, n_rows=5)
@@ -286,6 +286,6 @@ def uploaded(key: str, disabled: bool) -> tuple[np.ndarray, dict[str, Any]] | No
     try:
         v = universal.read_perturbation(upload.getvalue(), upload.name)
     except AttackError as err:
-        widgets.error(err)
+        widgets.error(f"this file cannot be used: {err}")  # not the file's name first: error() capitalises it
         return None
     return v, {"model": "?", "file": upload.name}

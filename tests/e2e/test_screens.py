@@ -13,10 +13,18 @@ not overflow; those are seen in the screenshots).
 
 One default run per page at the first size, then the viewport is resized for the second screenshot, so the whole
 file is a few runs long.
+
+Issue 20 (made for a projector), at 1366x768 with the sidebar open: each page's main action (`MAIN_ACTION`: its Run
+button, or what is dragged where a page has no Run on its first screen) lies within the first 768 px as the page
+opens; after the default run no page scrolls sideways (the document and Streamlit's main block), no table is wider
+than its frame (st.table's scrollWidth, st.dataframe's grid scroller: a hidden column at the right scrolls it), no
+page shows an exception or the seed documents' file numbers ("seed 000"). ADVLAB_SHOTS=/some/dir puts the
+screenshots there instead of artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -89,6 +97,55 @@ RUNS = {
 }
 
 
+#: Each page's main action as it opens (a selector whose first visible match must end within the first screen).
+MAIN_ACTION = {
+    "": ".st-key-run button",
+    "fooling_images": ".st-key-exp-fool-run button",
+    "transfer": ".st-key-exp-transfer-run button",
+    "robustness": ".st-key-exp-robust-run button",
+    "susceptibility": ".st-key-exp-sus-shipped-cap",  # the shipped study: the cap slider that recounts every figure
+    "universal": ".st-key-exp-univ-run button",
+    "patch": ".st-key-exp-patch-angle",  # placing the patch: the last of its sliders, beside the placed image
+    "defenses": ".st-key-exp-def-run button",
+    "how_it_works": ".st-key-how-nudge",
+}
+#: Layout problems known at 1366 px and left to another page's owner: an expected failure (xfail) naming them, until
+#: the entry is removed.
+KNOWN = {
+    "": "the Attack Lab's 'What the model sees' table (ui/pickers.py) hides its p column at 1366 px",
+}
+_LAYOUT_JS = r"""(main) => {
+  const problems = [];
+  const doc = document.scrollingElement;
+  if (doc.scrollWidth > doc.clientWidth)
+    problems.push(`the page scrolls sideways: ${doc.scrollWidth} > ${doc.clientWidth}`);
+  const m = document.querySelector(main);
+  if (m.scrollWidth > m.clientWidth)
+    problems.push(`the main block scrolls sideways: ${m.scrollWidth} > ${m.clientWidth}`);
+  for (const t of document.querySelectorAll("[data-testid='stTable']")) {
+    if (t.offsetParent && t.scrollWidth > t.clientWidth + 1)
+      problems.push(`a table is ${t.scrollWidth - t.clientWidth} px wider than its frame`);
+  }
+  for (const t of document.querySelectorAll("[data-testid='stDataFrame']")) {
+    const grid = t.querySelector('.dvn-scroller');
+    if (t.offsetParent && grid && grid.scrollWidth > grid.clientWidth + 1)
+      problems.push(`a dataframe hides ${grid.scrollWidth - grid.clientWidth} px of columns at the right`);
+  }
+  const text = m.innerText;
+  if (/seed 00\d/i.test(text)) problems.push('the page says "seed 00N"');
+  if (document.querySelector("[data-testid='stException']")) problems.push('an exception is on the page');
+  return problems;
+}"""
+
+
+def _bottom(page, selector: str) -> float:
+    """Bottom edge (px from the top of the viewport) of the first visible match, the main block scrolled to the top."""
+    page.evaluate(f"document.querySelector({MAIN!r}).scrollTo(0, 0)")
+    box = page.locator(f"{selector} >> visible=true").first.bounding_box()
+    assert box is not None, f"{selector} is not on the page"
+    return box["y"] + box["height"]
+
+
 def _app_pages() -> list[str]:
     """URL paths of the pages app.py routes to, in its order (the default page at the root)."""
     paths = []
@@ -101,14 +158,19 @@ def _app_pages() -> list[str]:
 
 @pytest.mark.parametrize("path", _app_pages())
 def test_page_after_a_default_run(page, server: str, path: str) -> None:
-    shots = ARTIFACTS / "screenshots"
+    shots = Path(os.environ.get("ADVLAB_SHOTS") or ARTIFACTS / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
     page.goto(f"{server}/{path}")
     page.wait_for_selector("h1")
     page.wait_for_selector(IDLE)
+    page.wait_for_timeout(500)
+    if path != "":  # the Attack Lab's first screen is its owner's (issue 20 item 1)
+        bottom = _bottom(page, MAIN_ACTION[path])
+        assert bottom <= SIZES[0][1], f"/{path}: the main action ends at {bottom:.0f} px, below the 768-px screen"
     if path in RUNS:
         RUNS[path](page)
+    problems = page.evaluate(_LAYOUT_JS, MAIN)
     cut = {}
     for width, height in SIZES:
         name = f"{path or 'attack_lab'}_{width}x{height}"
@@ -122,4 +184,7 @@ def test_page_after_a_default_run(page, server: str, path: str) -> None:
         page.set_viewport_size({"width": width, "height": max(height, int(full))})
         page.wait_for_timeout(800)
         page.screenshot(path=str(shots / f"{name}_full.png"))
+    if path in KNOWN and problems:
+        pytest.xfail(f"{KNOWN[path]}: {problems}")
+    assert not problems, f"/{path} at 1366x768: {problems}"
     assert not any(cut.values()), f"cut-off text on /{path}: {cut}"
