@@ -343,6 +343,7 @@ def _create_form() -> None:
             widgets.error(problem)
         if st.button(
             "Create the challenge",
+            key="ch-create",
             type="primary",
             icon=":material/flag:",
             disabled=problem is not None,
