@@ -1,7 +1,7 @@
 """The classroom challenge: the store's rules (who may do what, bad input writes nothing), concurrency (30 threads,
 several processes, kill -9 mid-submission), scoring on the saved PNG, and the pages headless (AppTest).
 
-The browser walk (teacher + several students) is tests/e2e/test_challenge.py; the figures come from
+The browser walk (teacher + several students) is tests/e2e/test_challenge_walk.py; the figures come from
 benchmarks/bench_challenge.py.
 """
 
