@@ -59,7 +59,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -461,8 +461,13 @@ class DefenseReport:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DefenseReport:
-        """A report saved by to_json (the shipped one in data/defenses/) back as the page's table and bars take it."""
-        head = {f.name: data[f.name] for f in fields(cls) if f.name != "rows"}
+        """A report saved by to_json (the shipped one in data/defenses/) back as the page's table and bars take it.
+        Fields with a default may be absent (a report saved before the black-box attacker existed); others may not."""
+        head = {
+            f.name: data[f.name]
+            for f in fields(cls)
+            if f.name != "rows" and (f.name in data or f.default is MISSING and f.default_factory is MISSING)
+        }
         return cls(**head, rows=[DefenseRow.from_json(r) for r in data["rows"]])
 
     def table(self) -> str:
