@@ -512,3 +512,26 @@ def test_a_job_that_ends_hands_its_free_memory_back(monkeypatch: pytest.MonkeyPa
     assert len(calls) == 3
     if sys.platform.startswith("linux"):
         assert run._LIBC is not None  # glibc found: the trim really runs here and on Cloud
+
+
+def test_a_run_interrupted_before_its_first_step_resumes() -> None:
+    """ui.run.job: a rerun landing after Run built the work but before its first step (a challenge's nickname Enter
+    under load) used to settle the run "stopped" at step 0; a created, a paused and a plain iterator resume, a
+    finished or closed generator does not."""
+    from ui import run
+
+    def work():
+        yield 1
+        yield 2
+
+    job = run.Job("k", status="running")
+    job.work = work()
+    assert job._resumable()  # created, never advanced
+    next(job.work)
+    assert job._resumable()  # paused at a yield
+    job.work.close()
+    assert not job._resumable()  # closed by an interruption
+    job.work = iter([1, 2])
+    assert job._resumable()
+    job.work = None
+    assert not job._resumable()

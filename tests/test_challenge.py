@@ -464,3 +464,24 @@ def test_the_lab_with_an_unknown_challenge_code_says_so_in_one_line(app_db: Chal
     assert not at.exception, at.exception
     assert "no challenge 'NOPE42'" in at.error[0].value
     assert not at.button  # nothing to run against
+
+
+def test_a_run_stopped_before_its_first_step_is_not_submitted(app_db: ChallengeStore, monkeypatch) -> None:
+    """A Stop (or an interruption) before the attack took a step leaves the original: no entry on the board (it
+    would rank a student "not fooled" for a run that never ran), and one line saying so."""
+    import streamlit as st
+
+    from experiments.challenge import view as ch_view
+
+    code, _ = app_db.create(
+        image_png=_png(Image.new("RGB", (32, 32))), image_name="grey", model="efficientnet_lite0", source=1,
+        target=2, budget_kind="rms", budget=0.01, allowed="any",
+    )  # fmt: skip
+    app_db.join(code, "Ana", "key-ana")
+    state: dict = {}
+    monkeypatch.setattr(st, "session_state", state)
+    record = type("R", (), {"status": "stopped", "steps": [0], "adversarial_png": b"png", "run_id": 7})()
+    mode = ch_view.LabMode(challenge=app_db.get(code), nickname="Ana", player_key="key-ana")
+    ch_view.submit(mode, record)
+    assert app_db.board(code).entries == []
+    assert "stopped before its first step" in next(iter(state.values()))[7]

@@ -26,7 +26,8 @@ at once; the job's baton (a lock held while a script run drives it) tells the ne
 unwinding. The new run waits for it (a blocking lock wait, at most one step), then:
 
 - the page's Stop was pressed (its on_click set `stop_requested`): the job ends "stopped" and keeps job.data;
-- otherwise the work is a suspended generator: it resumes where it was (an unrelated rerun: a slider, a page switch);
+- otherwise the work is a suspended (or not yet started) generator: it resumes where it was (an unrelated rerun: a
+  slider, a page switch, one landing before the first step);
 - otherwise (its generator was closed by the interruption): the job ends "stopped", keeping job.data.
 
 Streamlit's toolbar Stop, a closed tab or an exception ends the script without any rerun. While a job runs, an
@@ -141,7 +142,13 @@ class Job:
         return_free_memory()
 
     def _resumable(self) -> bool:
-        return self.work is not None and inspect.getgeneratorstate(self.work) == inspect.GEN_SUSPENDED  # type: ignore[arg-type]
+        """A generator paused at a yield, or built and not started yet: a rerun that lands between Run's script
+        run building the work and its first step (a nickname's Enter, a fragment) must not end the run at step 0."""
+        if self.work is None:
+            return False
+        if not inspect.isgenerator(self.work):
+            return True  # a plain iterator: nothing can close it mid-step
+        return inspect.getgeneratorstate(self.work) in (inspect.GEN_CREATED, inspect.GEN_SUSPENDED)
 
 
 def job(key: str) -> Job:

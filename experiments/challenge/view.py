@@ -183,6 +183,11 @@ def submit(mode: LabMode, record: RunRecord) -> None:
         return
     ch = mode.challenge
     outcome: int | str
+    if record.status == "stopped" and len(record.steps) <= 1:  # steps[0] is the original: nothing was tried
+        st.session_state.setdefault(_SUBMITTED, {})[record.run_id] = (
+            "the run was stopped before its first step, so there is nothing to score; press Run again."
+        )
+        return
     try:
         model = loaders.get_model(ch.model)
         scored = serving.page_work(

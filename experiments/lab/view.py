@@ -30,6 +30,7 @@ from serving.scheduler import Waiting
 from ui import figures, loaders, run, state
 from ui.pickers import AttackChoice, ImageChoice, ModelInput
 
+BARS_HEIGHT = 310  # beside the images, inside the first 768-px screen at 1366x768
 SHARED_NOTE = (
     "Computed once for everyone who asked for exactly these settings: the server shares identical runs, so a whole "
     "class running the same story costs one run."
@@ -123,21 +124,20 @@ class LiveView:
     """The placeholders of the run's view, created once per script run and updated in place."""
 
     def __init__(self, status: Any) -> None:
+        # The story first, in one 768-px screen at 1366x768 (issue 20): the verdict, then the three images (the
+        # point: "you can't see the change") beside the bars (the model sees the target); the history, the tools
+        # and Grad-CAM below.
         self.status = status.empty()
         self.results = st.container()
-        left, right = st.columns(2, gap="medium")
-        self.bars = left.empty()
-        self.lines = right.empty()
-        images, cams = st.columns([3, 1.1], gap="medium")
+        images, bars = st.columns([2.1, 1.2], gap="medium")
         with images:
-            st.markdown("##### Original · adversarial · amplified difference")
-            st.space(12)  # room for the images' full-screen button, which otherwise sits on the heading
             cols = st.columns(3, gap="small")
             self.original, self.adversarial, self.difference = (c.empty() for c in cols)
-            _, slider = st.columns([2, 1])
+            replay, gain = st.columns([1.7, 1], gap="medium", vertical_alignment="bottom")
+            self.replay = replay.empty()
             self.gain = int(
-                slider.slider(
-                    "Amplification of the difference",
+                gain.slider(
+                    "Amplify the difference",
                     1,
                     50,
                     key=state.GAIN,
@@ -145,9 +145,13 @@ class LiveView:
                     help="The difference image shows (adversarial - original) × this, around mid-grey.",
                 )
             )
+        self.bars = bars.empty()
+        self.downloads = st.columns([1, 1, 3], gap="small")
+        lines, cams = st.columns([1.5, 1], gap="medium")
+        self.lines = lines.empty()
         with cams:
             st.markdown("##### Where the model looks (Grad-CAM)")
-            st.space(12)
+            st.space(12)  # room for the images' full-screen button, which otherwise sits on the heading
             top, bottom = st.columns(2, gap="small"), st.columns(2, gap="small")
             # Order of draw_cams: source on original, source on adversarial, target on original, on adversarial.
             self.cams = [top[0].empty(), top[1].empty(), bottom[0].empty(), bottom[1].empty()]
@@ -165,8 +169,9 @@ class LiveView:
             self.status.markdown(f":material/hourglass_top: {record.waiting}{note}")
             return
         shared = " · shared with other students who asked for the same run" if record.shared else ""
+        queries = f"{record.queries[-1]:,} model queries · " if record.queries else ""
         self.status.markdown(
-            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {t.active:.1f} s · "
+            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {queries}{t.active:.1f} s · "
             + (f"{rate:.1f} steps/s · " if rate else "")
             + f"{record.status}{flip}{shared}{note}"
         )
@@ -185,7 +190,9 @@ class LiveView:
         labels = figures.row_labels(rows, IMAGENET_CATEGORIES, record.source, record.target)
         self._chart(
             self.bars,
-            figures.probability_bars(rows, values, labels, source=record.source, target=record.target, title=title),
+            figures.probability_bars(
+                rows, values, labels, source=record.source, target=record.target, title=title, height=BARS_HEIGHT
+            ),
         )
         self._chart(
             self.lines,
@@ -199,6 +206,7 @@ class LiveView:
                 flip_step=record.flip_step,
                 rms_cap=record.rms_cap,
                 marker=marker,
+                queries=record.queries or None,
             ),
         )
 
@@ -221,7 +229,7 @@ class LiveView:
             caption = f"Replay at step {shown_for}: image of step {step}, the nearest snapshot"
         self.adversarial.image(loaders.to_png(image), output_format="PNG", width="stretch", caption=caption)
         self.difference.image(
-            diff, output_format="PNG", width="stretch", caption=f"Difference ×{self.gain} around mid-grey"
+            diff, output_format="PNG", width="stretch", caption=f"Difference ×{self.gain}"
         )
 
     def draw_cams(self, record: RunRecord, adversarial_png: bytes) -> None:
@@ -269,6 +277,7 @@ class LiveView:
                 source=seen.source,
                 target=target_idx,
                 title="Class probabilities of the original",
+                height=BARS_HEIGHT,
             ),
         )
         self.original.image(seen.png, output_format="PNG", width="stretch", caption="Original")
@@ -292,7 +301,6 @@ class LiveView:
                     st.warning(f"Not fooled. {text}", icon=":material/info:")
                 if record.shared:
                     st.caption(SHARED_NOTE)
-            cols = st.columns([1, 1, 3], vertical_alignment="bottom")
             _, target_label = record.labels
             stem = f"{record.image_name.rsplit('.', 1)[0]}_to_{(target_label or 'untargeted').replace(' ', '_')}"
             downloads = [
@@ -304,7 +312,7 @@ class LiveView:
                     "application/json",
                 ),
             ]
-            for col, (label, data, ext, mime) in zip(cols, downloads, strict=False):
+            for col, (label, data, ext, mime) in zip(self.downloads, downloads, strict=False):
                 if data is not None:
                     col.download_button(
                         label,
@@ -318,7 +326,7 @@ class LiveView:
                     )
             index = len(record.steps) - 1
             if len(record.steps) > 1:
-                index = cols[2].slider(
+                index = self.replay.slider(
                     "Replay: step",
                     0,
                     len(record.steps) - 1,

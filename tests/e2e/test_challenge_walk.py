@@ -17,6 +17,7 @@ from test_attack_lab import RUN_TIMEOUT_S, VERDICT, _button
 pytestmark = pytest.mark.e2e
 
 STUDENTS = ("Ana", "Ben", "Chloé")
+IDLE = "[data-test-script-state='notRunning']"
 
 
 def _context(browser, width: int = 1366, height: int = 768):
@@ -64,7 +65,8 @@ def test_a_teacher_and_three_students_play_one_challenge(browser, server: str) -
         intruder.get_by_text("is taken in this challenge").wait_for()
         assert intruder.locator(".st-key-run button:visible").first.is_disabled()
 
-        for page in students:  # the class presses Run within a second
+        for page in students:  # the class presses Run within a second, once each page has drawn the nickname
+            page.wait_for_selector(IDLE)
             _button(page, "run").click()
         verdicts = {}
         for name, page in zip(STUDENTS, students, strict=True):
@@ -80,6 +82,9 @@ def test_a_teacher_and_three_students_play_one_challenge(browser, server: str) -
             teacher.wait_for_timeout(1000)
         assert _metric(teacher, "Students who submitted") == str(len(STUDENTS))
         fooled = sum("Fooled!" in v for v in verdicts.values())
+        # The default challenge (Relabel, RMS budget) fools this image: a student ending "Not fooled" means a run was
+        # cut short (a rerun landing before its first step used to settle it "stopped" at step 0).
+        assert fooled == len(STUDENTS), verdicts
         assert _metric(teacher, "Fooled within the budget") == f"{fooled} of {len(STUDENTS)}", verdicts
         with teacher.expect_download() as download:
             teacher.get_by_test_id("stDownloadButton").get_by_role("button", name="CSV").click()
