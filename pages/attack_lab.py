@@ -60,7 +60,8 @@ with st.expander(summary, expanded=True, key=state.SETUP_OPEN, on_change="rerun"
     with col_attack:
         st.markdown("**3 · Attack**")
         choice = pickers.attack_picker(target, disabled=running, names=mode.attacks if fixed else None)
-ready = seen is not None and target_ok and choice.attack is not None and (not fixed or mode.nickname is not None)
+blocker = pickers.run_blocker(seen, target, target_ok, choice, needs_nickname=fixed and mode.nickname is None)
+ready = blocker is None
 
 query = state.settings_query(
     image=image.sample_id if image is not None else None,
@@ -76,7 +77,9 @@ run_col, stop_col, status = controls.columns([1, 1, 6], gap="small", vertical_al
 run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col))
 view = lab_view.LiveView(status)
 on_finish = partial(challenge_view.submit, mode) if fixed else None
-lab_view.live(job, view, seen=seen, image=image, target=target, choice=choice, query=query, on_finish=on_finish)
+lab_view.live(
+    job, view, seen=seen, image=image, target=target, choice=choice, query=query, on_finish=on_finish, blocker=blocker
+)
 
 record = st.session_state.get(lab_record.RECORD)
 if fixed:

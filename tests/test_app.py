@@ -535,3 +535,22 @@ def test_a_run_interrupted_before_its_first_step_resumes() -> None:
     assert job._resumable()
     job.work = None
     assert not job._resumable()
+
+
+def test_a_greyed_run_says_why_beside_it_and_offers_the_fix() -> None:
+    """Issue 20: untargeted + Relabel (targeted only) greys Run; the reason is in the status line beside it (not only
+    in the setup), with a button that switches to PGD, after which Run is on and the reason gone."""
+    at = _app(target="untargeted", attack="relabel")
+    assert not at.exception, at.exception
+    assert at.button(key="run").disabled
+    assert any("Relabel needs a target class" in w.value for w in at.warning), [w.value for w in at.warning]
+    at.button(key="lab-fix").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=S.ATTACK).value == "pgd"
+    assert not at.button(key="run").disabled
+    assert not any("needs a target class" in w.value for w in at.warning)
+    # The current class as the target: said beside Run too; the fix (the least likely class) suits every attack.
+    at = _app(target="tiger cat")
+    assert any("already the image's class (tiger cat)" in w.value for w in at.warning)
+    at.button(key="lab-fix").click().run()
+    assert at.selectbox(key=S.TARGET).value == S.LEAST_LIKELY and not at.button(key="run").disabled

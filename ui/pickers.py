@@ -7,6 +7,7 @@ and returns None (or a not-ready value) instead of raising, so the rest of the p
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,59 @@ class AttackChoice:
     params: dict[str, float]
     attack: Attack | None  # None when a parameter is out of range (the error is on the page)
     confidence: float = 0.0  # the winning class (target, or any new top class) needs p >= this, 8-bit image
+    problem: str | None = None  # why `attack` is None: the engine's one sentence
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why Run is off, said beside it (issue 20: a greyed button with its reason far below reads as broken), and
+    the one-click fix where there is one."""
+
+    sentence: str
+    fix_label: str | None = None
+    fix: Callable[[], None] | None = None
+
+
+FALLBACK_ATTACK = "pgd"  # what an untargeted run of a targeted-only attack is offered instead
+
+
+def _set_session(key: str, value: object) -> None:
+    st.session_state[key] = value
+
+
+def run_blocker(
+    seen: ModelInput | None,
+    target: state.TargetChoice,
+    target_ok: bool,
+    choice: AttackChoice,
+    *,
+    needs_nickname: bool = False,
+) -> Blocker | None:
+    """The first thing that keeps Run off, in words a class follows, or None when Run can go."""
+    if needs_nickname:
+        return Blocker("Type your nickname above (and press Enter) to play; then press Run.")
+    if seen is None:
+        return Blocker("Run needs an image the model can read: the setup below says what is wrong.")
+    if not target_ok:
+        source = IMAGENET_CATEGORIES[seen.source]
+        return Blocker(
+            f"The target is already the image's class ({source}): pick another target.",
+            "Target: least likely class",
+            lambda: _set_session(state.TARGET, state.LEAST_LIKELY),
+        )
+    if choice.attack is None:
+        cls = ATTACKS[choice.name]
+        title = cls.title.split(" (")[0]
+        if target == state.UNTARGETED and not cls.supports_untargeted:
+            fallback = ATTACKS[FALLBACK_ATTACK].title.split(" (")[0]
+            return Blocker(
+                f"{title} needs a target class: pick one, or choose {fallback}, which can also just make the "
+                "model wrong.",
+                f"Switch to {fallback}",
+                lambda: _set_session(state.ATTACK, FALLBACK_ATTACK),
+            )
+        return Blocker(f"These {title} settings cannot be used: {choice.problem or 'see the setup below'}.")
+    return None
 
 
 def _use_sample(sample_id: str) -> None:
@@ -188,21 +242,12 @@ def model_view(model_name: str | None, image: ImageChoice | None, *, exact: bool
             st.caption(f"Your image is only {w}×{h} pixels: the model sees it enlarged to {size}×{size}.")
         widgets.first_frame_note(image.data)
     top = np.argsort(-seen.probs)[:5]
+    # st.table, not st.dataframe: in a quarter of a 1366-px screen the canvas grid hid its p column at the right;
+    # a table wraps a long class name instead and keeps every column in its frame.
     table = pd.DataFrame(
-        {"class": [IMAGENET_CATEGORIES[i] for i in top], "p": [100 * float(seen.probs[i]) for i in top]}
+        {"class": [IMAGENET_CATEGORIES[i] for i in top], "p": [f"{100 * float(seen.probs[i]):.1f}%" for i in top]}
     )
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            # "p", not "probability": the column is narrow in a quarter of a laptop screen, and a canvas header cut
-            # to "probabili" reads as a bug.
-            "p": st.column_config.ProgressColumn(
-                "p", format="%.1f%%", min_value=0.0, max_value=100.0, width="small", help="The model's probability"
-            )
-        },
-    )
+    st.table(table, hide_index=True, border="horizontal")
     return seen
 
 
@@ -331,5 +376,5 @@ def attack_picker(target: state.TargetChoice, *, disabled: bool, names: list[str
         attack.check_targeted(target != state.UNTARGETED)
     except AttackError as err:
         st.error(f"These settings cannot be used: {err}.")
-        return AttackChoice(name, params, None, confidence)
+        return AttackChoice(name, params, None, confidence, problem=str(err))
     return AttackChoice(name, params, attack, confidence)

@@ -28,7 +28,7 @@ from experiments.lab.steps import RUN_SEED, difference_image, resolve_target, ru
 from models import IMAGENET_CATEGORIES
 from serving.scheduler import Waiting
 from ui import figures, loaders, run, state
-from ui.pickers import AttackChoice, ImageChoice, ModelInput
+from ui.pickers import AttackChoice, Blocker, ImageChoice, ModelInput
 
 BARS_HEIGHT = 310  # beside the images, inside the first 768-px screen at 1366x768
 SHARED_NOTE = (
@@ -47,9 +47,11 @@ def live(
     choice: AttackChoice,
     query: dict[str, str],
     on_finish: Callable[[RunRecord], None] | None = None,
+    blocker: Blocker | None = None,
 ) -> None:
     """Start a run on Run, continue it after any other rerun, finish it however it ended, and draw the page.
-    `on_finish`: called once with the verified record when a run ends (a classroom challenge submits it)."""
+    `on_finish`: called once with the verified record when a run ends (a classroom challenge submits it);
+    `blocker`: why Run is off now, said beside it."""
     record: RunRecord | None = st.session_state.get(RECORD)
     if job.status == "requested" and seen is not None and image is not None and choice.attack is not None:
         record = new_record(seen, image, target, choice, query)
@@ -92,10 +94,12 @@ def live(
         finish(record, job.status, errors[-1] if errors else None)
         if on_finish is not None:
             on_finish(record)
+    if blocker is not None and not job.busy:
+        view.draw_blocker(blocker)
     if record is None:
-        view.draw_idle(seen, target, ready=job.status != "failed" and seen is not None)
+        view.draw_idle(seen, target, ready=job.status != "failed" and seen is not None, hint=blocker is None)
     else:
-        view.show_result(record, job.timing)
+        view.show_result(record, job.timing, status=blocker is None)
 
 
 def _not_ready() -> Any:
@@ -228,9 +232,7 @@ class LiveView:
         if shown_for is not None and shown_for != step:
             caption = f"Replay at step {shown_for}: image of step {step}, the nearest snapshot"
         self.adversarial.image(loaders.to_png(image), output_format="PNG", width="stretch", caption=caption)
-        self.difference.image(
-            diff, output_format="PNG", width="stretch", caption=f"Difference ×{self.gain}"
-        )
+        self.difference.image(diff, output_format="PNG", width="stretch", caption=f"Difference ×{self.gain}")
 
     def draw_cams(self, record: RunRecord, adversarial_png: bytes) -> None:
         """Grad-CAM of the source and the target class (untargeted: the new top class) on both images."""
@@ -253,11 +255,22 @@ class LiveView:
         for slot, png, caption in zip(self.cams, images, captions, strict=True):
             slot.image(png, output_format="PNG", width="stretch", caption=caption)
 
-    def draw_idle(self, seen: ModelInput | None, target: state.TargetChoice, *, ready: bool = True) -> None:
-        """Before the first run: the original's bars with the target marked, and a hint (or what blocks Run)."""
-        if ready:
+    def draw_blocker(self, blocker: Blocker) -> None:
+        """Beside the greyed Run: why it is off, and the button that fixes it where there is one."""
+        with self.status.container():
+            text, fix = st.columns([3, 1], vertical_alignment="center") if blocker.fix else (st.container(), None)
+            text.warning(blocker.sentence, icon=":material/block:")
+            if fix is not None and blocker.fix is not None:
+                fix.button(blocker.fix_label or "Fix", key="lab-fix", on_click=blocker.fix, width="stretch")
+
+    def draw_idle(
+        self, seen: ModelInput | None, target: state.TargetChoice, *, ready: bool = True, hint: bool = True
+    ) -> None:
+        """Before the first run: the original's bars with the target marked, and a hint (or what blocks Run;
+        `hint` False: the blocker is already said beside Run)."""
+        if hint and ready:
             self.status.info("Press **Run** to watch the model being fooled, step by step.")
-        else:
+        elif hint:
             self.status.warning("Run needs a usable image, model and target: see the message in the setup above.")
         if seen is None:
             return
@@ -282,8 +295,9 @@ class LiveView:
         )
         self.original.image(seen.png, output_format="PNG", width="stretch", caption="Original")
 
-    def show_result(self, record: RunRecord, timing: run.Timing) -> None:
-        """After a run: verdict, downloads and the replay scrubber, which redraws the view at the chosen step."""
+    def show_result(self, record: RunRecord, timing: run.Timing, *, status: bool = True) -> None:
+        """After a run: verdict, downloads and the replay scrubber, which redraws the view at the chosen step.
+        `status` False: the status line's place holds why Run is off now."""
         with self.results:
             v = record.verdict
             if record.status == "failed":
@@ -335,7 +349,8 @@ class LiveView:
                     help="Scrub through the recorded steps; images are from the nearest "
                     "snapshot at or before the step.",
                 )
-        self.draw_status(record, timing)
+        if status:
+            self.draw_status(record, timing)
         if not record.steps:
             return
         step = record.steps[index]
