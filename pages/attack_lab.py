@@ -12,7 +12,7 @@ from experiments.challenge import view as challenge_view
 from experiments.lab import record as lab_record
 from experiments.lab import view as lab_view
 from experiments.universal import view as universal_view
-from ui import loaders, pickers, run, state
+from ui import loaders, pickers, run, state, widgets
 from ui.router import through_router
 
 through_router()
@@ -24,12 +24,25 @@ running = job.busy
 if job.status == "requested":
     st.session_state[state.SETUP_OPEN] = False  # fold the setup: on a projector the live view needs the screen
 
-st.title("Attack Lab" if mode is None else "Attack Lab · classroom challenge")
-if mode is None:
+
+presenting = bool(st.session_state[state.PRESENT])
+if presenting:
+    widgets.presenter_view()
+title, toggle = st.columns([4, 1], vertical_alignment="bottom")
+title.title("Attack Lab" if mode is None else "Attack Lab · classroom challenge")
+toggle.toggle(
+    "Presenter view",
+    key=state.PRESENT,
+    on_change=state.presenting_changed,
+    help="For a projector's back row: the sidebar and the setup fold away, the story is drawn larger. "
+    "A link opens in it with ?present=1.",
+)
+if mode is None and not presenting:
     st.caption(
         "An invisible change of a few grey levels makes a classifier see whatever you like. "
         "Pick an image, a model and a target class, press **Run**, and watch it happen."
     )
+if mode is None:
     for message in state.url_errors():
         st.error(f"{message[:1].upper()}{message[1:]}.")
     submitted = None
@@ -71,11 +84,11 @@ query = state.settings_query(
     params=choice.params,
     confidence=choice.confidence,
 )
-state.write_url({"challenge": mode.challenge.code} if fixed else query)
+state.write_url(({"challenge": mode.challenge.code} if fixed else query) | ({"present": "1"} if presenting else {}))
 
 run_col, stop_col, status = controls.columns([1, 1, 6], gap="small", vertical_alignment="center")
 run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col))
-view = lab_view.LiveView(status)
+view = lab_view.LiveView(status, presenting=presenting)
 on_finish = partial(challenge_view.submit, mode) if fixed else None
 lab_view.live(
     job, view, seen=seen, image=image, target=target, choice=choice, query=query, on_finish=on_finish, blocker=blocker

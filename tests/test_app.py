@@ -554,3 +554,39 @@ def test_a_greyed_run_says_why_beside_it_and_offers_the_fix() -> None:
     assert any("already the image's class (tiger cat)" in w.value for w in at.warning)
     at.button(key="lab-fix").click().run()
     assert at.selectbox(key=S.TARGET).value == S.LEAST_LIKELY and not at.button(key="run").disabled
+
+
+def test_a_run_that_does_not_fool_says_why_and_what_to_change() -> None:
+    """Issue 20 item 6: FGSM's default targeted run (one step of 8/255 toward umbrella) is not fooled; the verdict
+    says why in one line and names the fix. The hint follows the record (checked against the verdict's own fields)."""
+    at = _app(attack="fgsm")
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+    record = at.session_state["lab.record"]
+    assert record.status == "finished" and not record.verdict.success
+    warning = next(w.value for w in at.warning if w.value.startswith("Not fooled."))
+    assert "Choose BIM or PGD" in warning
+    assert lab_view.not_fooled_hint(record) in warning
+    # A fooled run and a stopped one get no hint.
+    record.verdict = type(record.verdict)(**{**record.verdict.__dict__, "success": True})
+    assert lab_view.not_fooled_hint(record) is None
+
+
+def test_presenter_view_from_the_link_and_the_toggle() -> None:
+    """?present=1 opens the Lab in the presenter view: the toggle on, the setup folded, the sidebar hidden by the
+    presenter style, and the link keeps present=1; turning the toggle off restores the sidebar and drops it."""
+    from ui import widgets
+
+    def styled(at: AppTest) -> bool:
+        return any(widgets.PRESENTER_CSS in getattr(h, "proto", h).body for h in at.get("html"))
+
+    at = _app(present="1")
+    assert not at.exception, at.exception
+    assert at.toggle(key=S.PRESENT).value and at.session_state[S.SETUP_OPEN] is False
+    assert styled(at) and at.query_params["present"] == "1"
+    at.toggle(key=S.PRESENT).set_value(False).run()
+    assert not styled(at) and "present" not in at.query_params
+    at = _app()
+    assert not at.toggle(key=S.PRESENT).value and not styled(at)
+    at.toggle(key=S.PRESENT).set_value(True).run()
+    assert styled(at) and at.session_state[S.SETUP_OPEN] is False

@@ -24,6 +24,22 @@ from ui import loaders
 _chart_ids = itertools.count()
 
 
+PRESENTER_CSS = """<style>
+section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"]
+  { display: none; }
+[data-testid="stMainBlockContainer"] { padding: 3.5rem 2rem 2rem 2rem; max-width: 100%; }
+[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p,
+[data-testid="stMainBlockContainer"] [data-testid="stAlertContainer"] p { font-size: 1.3rem; }
+[data-testid="stImageCaption"], [data-testid="stCaptionContainer"] { font-size: 1.1rem; }
+</style>"""
+
+
+def presenter_view() -> None:
+    """The presenter view's look, for the back row of a classroom: the sidebar gone (and its button), the page
+    edge to edge, the verdict, status and captions larger. Style only: st.html puts it in no visible element."""
+    st.html(PRESENTER_CSS)
+
+
 def error(message: str) -> None:
     """One st.error sentence: capitalised, ending with a full stop."""
     text = str(message).strip()

@@ -35,7 +35,7 @@ from experiments.challenge.store import (
 from experiments.lab.record import RunRecord
 from experiments.lab.steps import UNTARGETED, difference_image
 from models import DEFAULT_MODEL, IMAGENET_CATEGORIES, MODELS, class_index
-from ui import loaders, widgets
+from ui import loaders, state, widgets
 
 REFRESH_S = 3  # the board's refresh interval while it is shown
 BEST_SHOWN = 3
@@ -144,6 +144,10 @@ def _join(code: str, key: str) -> None:
         return
     st.session_state.pop("challenge.join_error", None)
     st.session_state.setdefault(_NICK, {})[code] = name
+    # The nickname box gives way to "Playing as …": in that rerun the browser remounted some of the attack's number
+    # boxes at their minimum (steps 1, max RMS 0.0001; seen in tests/e2e/test_challenge_walk.py under load) and sent
+    # those with Run. Re-assigning the settings here makes that rerun send the server's values with the widgets.
+    state.pin_values(state.setting_keys())
 
 
 def lab_header(mode: LabMode, *, disabled: bool) -> Any:

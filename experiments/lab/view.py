@@ -28,8 +28,9 @@ from experiments.lab.steps import RUN_SEED, difference_image, resolve_target, ru
 from models import IMAGENET_CATEGORIES
 from serving.scheduler import Waiting
 from ui import figures, loaders, run, state
-from ui.pickers import AttackChoice, Blocker, ImageChoice, ModelInput
+from ui.pickers import PARAM_LABELS, AttackChoice, Blocker, ImageChoice, ModelInput
 
+PRESENTER_FONT_SCALE = 1.35
 BARS_HEIGHT = 310  # beside the images, inside the first 768-px screen at 1366x768
 SHARED_NOTE = (
     "Computed once for everyone who asked for exactly these settings: the server shares identical runs, so a whole "
@@ -124,10 +125,35 @@ def _verdict_sentence(v: Verdict) -> str:
     )
 
 
+def not_fooled_hint(record: RunRecord) -> str | None:
+    """One line saying why a finished run did not fool the model and what to change (issue 20: a default that
+    fails with no hint reads as a broken tool). None for a stopped or failed run, or a fooled one."""
+    v = record.verdict
+    if record.status != "finished" or v is None or v.success:
+        return None
+    params = record.params
+    if record.attack_name == "fgsm":
+        return (
+            "FGSM takes a single step of ε; one step rarely lands on one class in a thousand. Choose BIM or PGD "
+            "(the same step, repeated), or make it untargeted."
+        )
+    if record.rms_cap is not None and v.rms_distortion >= 0.9 * record.rms_cap:
+        return f"It reached its RMS limit ({record.rms_cap:g}) first: raise Max RMS distortion."
+    on_top = v.index != record.source if record.target is None else v.index == record.target
+    if record.confidence > 0 and on_top:
+        return (
+            f"The class wanted is on top, but below the stop threshold p ≥ {record.confidence:.0%}: lower it, or "
+            "give the attack more room."
+        )
+    knobs = [PARAM_LABELS.get(n, n) for n in ("steps", "queries", "eps", "max_rms") if n in params]
+    more = " or ".join(k.split(" (")[0] for k in knobs) if knobs else "the attack's budget"
+    return f"It ran out of room before the model changed its mind: raise {more}."
+
+
 class LiveView:
     """The placeholders of the run's view, created once per script run and updated in place."""
 
-    def __init__(self, status: Any) -> None:
+    def __init__(self, status: Any, *, presenting: bool = False) -> None:
         # The story first, in one 768-px screen at 1366x768 (issue 20): the verdict, then the three images (the
         # point: "you can't see the change") beside the bars (the model sees the target); the history, the tools
         # and Grad-CAM below.
@@ -160,9 +186,14 @@ class LiveView:
             # Order of draw_cams: source on original, source on adversarial, target on original, on adversarial.
             self.cams = [top[0].empty(), top[1].empty(), bottom[0].empty(), bottom[1].empty()]
         self._keys = itertools.count()
+        self.font_scale = PRESENTER_FONT_SCALE if presenting else 1.0
 
     def _chart(self, slot: Any, figure: dict[str, Any]) -> None:
         # A unique key per draw: Streamlit refuses two identical charts in one script run (same element id).
+        if self.font_scale != 1.0:  # the presenter view: the story readable from the back row
+            layout = figure["layout"]
+            layout["font"] = {**layout.get("font", {}), "size": round(figures.FONT["size"] * self.font_scale)}
+            layout["height"] = round(layout.get("height", 340) * 1.15)
         slot.plotly_chart(figure, key=f"chart-{next(self._keys)}", config={"displayModeBar": False})
 
     def draw_status(self, record: RunRecord, t: run.Timing, note: str = "") -> None:
@@ -312,7 +343,8 @@ class LiveView:
                 if v.success:
                     st.success(f"Fooled! {text}", icon=":material/check_circle:")
                 else:
-                    st.warning(f"Not fooled. {text}", icon=":material/info:")
+                    hint = not_fooled_hint(record)
+                    st.warning(f"Not fooled. {text}" + (f"  \n{hint}" if hint else ""), icon=":material/info:")
                 if record.shared:
                     st.caption(SHARED_NOTE)
             _, target_label = record.labels

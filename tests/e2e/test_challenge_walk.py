@@ -57,6 +57,10 @@ def test_a_teacher_and_three_students_play_one_challenge(browser, server: str) -
             contexts.append(context)
             _join(page, server, code, name)
             page.get_by_text(f"Playing as {name}").wait_for()
+            # Joining reruns the page with a new header: the attack's number boxes keep the server's values (they
+            # were remounted at their minimum, steps 1, and Run sent those).
+            page.wait_for_selector(IDLE)
+            assert page.locator(".st-key-relabel-steps input").input_value() == "200", name
             students.append(page)
         # Somebody else typing a nickname already taken: one line, and no entry for them.
         context, intruder = _context(browser)
