@@ -24,7 +24,13 @@ through_router()
 K = "exp.def."
 JOB = K + "job"
 BUTTONS = [K + b for b in ("three", "svm", "squeeze", "deal", "reveal")]  # not settings: Run must not re-assign them
-for _name, _value in {"defenses": ["jpeg", "median", "bits"], "images": 8, "conf": 0.0, "splits": 10}.items():
+for _name, _value in {
+    "defenses": ["jpeg", "median", "bits"],
+    "images": 8,
+    "conf": 0.0,
+    "splits": 10,
+    "blackbox": False,
+}.items():
     st.session_state.setdefault(K + _name, _value)  # never value=: Run's on_click re-assigns the settings
 job = run.job(JOB)
 running = job.busy
@@ -58,6 +64,13 @@ with defend_tab:
         with st.expander("Attack parameters"):
             params = {p.name: param_input(p, f"{K}{attack}.{p.name}", **off) for p in ATTACKS[attack].params}
         n_images = st.slider("Labelled sample images", 2, 20, key=K + "images", **off)
+        blackbox = st.checkbox(
+            "Also a black-box attacker",
+            key=K + "blackbox",
+            help="Square Attack (1000 queries per image) sends images to the defended model and reads only its "
+            "probabilities: no gradient to hide. Adds a few minutes on a CPU.",
+            **off,
+        )
         try:
             make_attack(attack, **params)
         except AttackError as err:
@@ -71,7 +84,7 @@ with defend_tab:
     def start():
         assert model is not None and params is not None
         on_step = run.progress(job, run.Draw(lambda step: view.step_bar(bar, job.data, step), run.Throttle(0.5)))
-        work = view.defense_work(model, chosen, attack, params, n_images, seed=0, on_step=on_step)
+        work = view.defense_work(model, chosen, attack, params, n_images, seed=0, on_step=on_step, blackbox=blackbox)
         return view.recorded(work, job.data)
 
     def paint(progress) -> None:

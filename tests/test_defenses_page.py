@@ -96,6 +96,24 @@ def test_defenses_run_on_a_small_setting_fills_the_table() -> None:
     table = at.dataframe[0].value
     assert list(table["defense"]) == ["Bit-depth reduction (bits=5)"]
     assert table["by"][0] == "BPDA"
+    assert "black-box" not in table.columns  # off by default: it adds minutes
+
+
+def test_the_black_box_attacker_from_the_page_fills_its_column() -> None:
+    """The page's checkbox runs Square against the defended model; its column is the report's own count."""
+    at = _page()
+    at.multiselect(key=K + "defenses").set_value(["bits"])
+    at.slider(key=K + "images").set_value(2)
+    at.number_input(key=K + "relabel.steps").set_value(20)
+    at.number_input(key=K + "relabel.step_size").set_value(1.0)
+    at.checkbox(key=K + "blackbox").check()
+    at.button(key=K + "run").click().run()
+    _clean(at)
+    report = at.session_state[K + "job"].data["report"]
+    (row,) = report.rows
+    assert report.blackbox_attack == "square" and row.blackbox_fooled is not None
+    table = at.dataframe[0].value
+    assert table["black-box"][0] == f"{row.blackbox_fooled}/{row.clean_correct}"
 
 
 def _revealed(seed: str) -> list[str]:
@@ -130,3 +148,18 @@ def test_the_bar_chart_names_each_denominator_and_labels_bars_with_counts() -> N
         assert words in trace["name"]
         assert ("of all images" in trace["name"]) == (n == row.images)
         assert trace["text"] == [f"{k}/{n}"] and trace["y"] == [pytest.approx(k / n)]
+
+
+def test_the_black_box_column_shows_only_when_the_report_ran_it() -> None:
+    """Issue 21: a report with the black-box attacker gets its column (k/n of the images kept right), the median
+    queries and a fifth bar series; one without (the shipped default) shows neither."""
+    from experiments.defenses.defenses import DefenseReport, DefenseRow  # noqa: PLC0415
+
+    row = DefenseRow("jpeg", "JPEG", {"quality": 75.0}, "BPDA", 17, 17, 16, 5, 15, 15, 1.0, None, 13, 1.0, 40.5)
+    plain = DefenseReport("m", "relabel", {}, True, 17, 16, 0, 0, [row])
+    assert "black-box" not in defenses_view.table(plain).columns and len(defenses_view.bar_chart(plain)["data"]) == 4
+    bb = DefenseReport("m", "relabel", {}, True, 17, 16, 0, 0, [row], blackbox_attack="square", blackbox_params={})
+    shown = defenses_view.table(bb).iloc[0]
+    assert shown["black-box"] == "13/17" and shown["queries"] == "1"
+    trace = defenses_view.bar_chart(bb)["data"][-1]
+    assert "black-box" in trace["name"] and trace["text"] == ["13/17"] and trace["y"] == [pytest.approx(13 / 17)]

@@ -40,6 +40,12 @@ SERIES = {  # the bar chart's groups: (numerator, denominator) of a DefenseRow, 
         figures.TARGET_COLOUR,
     ),
 }
+#: Drawn only when the report ran the black-box attacker (it is optional: minutes on a CPU).
+BLACKBOX_SERIES = (
+    ("blackbox_fooled", "clean_correct"),
+    "black-box attacker (queries only), of those kept right",
+    "#9467bd",
+)
 LESSON = (
     "The lesson of Athalye, Carlini & Wagner (2018): a preprocessing defense mostly hides the gradient. An attacker "
     "who ignores it is often stopped; one who knows it (BPDA: pretend the transform is the identity when "
@@ -48,12 +54,27 @@ LESSON = (
 
 
 def defense_work(
-    model: Any, chosen: dict[str, dict[str, float]], attack: str, params: dict, n_images: int, seed: int, on_step: Any
+    model: Any,
+    chosen: dict[str, dict[str, float]],
+    attack: str,
+    params: dict,
+    n_images: int,
+    seed: int,
+    on_step: Any,
+    blackbox: bool = False,
 ) -> Iterator[Any]:
-    """The evaluation generator on the first `n_images` shipped labelled samples; on_step after every attack step."""
+    """The evaluation generator on the first `n_images` shipped labelled samples; on_step after every attack step.
+    `blackbox`: add the score-based attacker (Square L-inf at its defaults) that only queries the defended model."""
     images = labelled_set("samples", model)[:n_images]
     return evaluate_defenses(
-        model, images, defenses=chosen, attack=attack, attack_params=params, seed=seed, on_step=on_step
+        model,
+        images,
+        defenses=chosen,
+        attack=attack,
+        attack_params=params,
+        seed=seed,
+        on_step=on_step,
+        blackbox={} if blackbox else None,
     )
 
 
@@ -78,6 +99,11 @@ TABLE_KEY = (
     "model without a defense · **ignores it** / **knows it**: the defended model fooled by an attacker who ignores "
     "the defense / knows it, of the images it keeps right · **by**: how the attacker who knows it differentiates."
 )
+BLACKBOX_KEY = (
+    " · **black-box**: Square Attack (Andriushchenko et al. 2020) sending images to the defended model and reading "
+    "only its probabilities, no gradient, of the images it keeps right · **queries**: the median number of images it "
+    "sent, over its successes. A defense that hides the gradient does not hide the answers."
+)
 
 
 def table(report: DefenseReport) -> pd.DataFrame:
@@ -94,6 +120,14 @@ def table(report: DefenseReport) -> pd.DataFrame:
                 "ignores it": frac(r.nonadaptive_fooled, r.clean_correct),
                 "knows it": frac(r.adaptive_fooled, r.clean_correct),
                 "by": r.adaptive_method,
+                **(
+                    {
+                        "black-box": frac(r.blackbox_fooled, r.clean_correct),
+                        "queries": "-" if r.blackbox_queries_median is None else f"{r.blackbox_queries_median:.0f}",
+                    }
+                    if report.blackbox_attack is not None
+                    else {}
+                ),
             }
             for r in report.rows
         ]
@@ -105,7 +139,10 @@ def bar_chart(report: DefenseReport) -> dict[str, Any]:
     clean): the legend names each one and every bar's label is its count k/n."""
     names = [r.title for r in report.rows]
     data = []
-    for (num, den), legend, colour in SERIES.values():
+    series = list(SERIES.values())
+    if report.blackbox_attack is not None:
+        series.append(BLACKBOX_SERIES)
+    for (num, den), legend, colour in series:
         counts = [(getattr(r, num), getattr(r, den)) for r in report.rows]
         data.append(
             {
@@ -141,7 +178,7 @@ def show_report(slot: Any, report: DefenseReport | None, note: str = "") -> None
         if note:
             st.caption(note)
         st.dataframe(table(report), hide_index=True, width="stretch")
-        st.caption(TABLE_KEY)
+        st.caption(TABLE_KEY + (BLACKBOX_KEY if report.blackbox_attack is not None else ""))
 
 
 @st.cache_data(show_spinner=False)
