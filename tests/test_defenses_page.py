@@ -80,12 +80,18 @@ def test_the_shipped_table_is_what_evaluate_defenses_gives_for_the_page_defaults
 
 
 @pytest.mark.slow
-def test_defenses_run_on_a_small_setting_fills_the_table() -> None:
+def _small_setting() -> AppTest:
+    """The page set to one defense on 2 images with a short Relabel: a run of seconds."""
     at = _page()
     at.multiselect(key=K + "defenses").set_value(["bits"])
     at.slider(key=K + "images").set_value(2)
     at.number_input(key=K + "relabel.steps").set_value(20)
     at.number_input(key=K + "relabel.step_size").set_value(1.0)
+    return at
+
+
+def test_defenses_run_on_a_small_setting_fills_the_table() -> None:
+    at = _small_setting()
     at.button(key=K + "run").click().run()
     _clean(at)
     job = at.session_state[K + "job"]
@@ -101,11 +107,7 @@ def test_defenses_run_on_a_small_setting_fills_the_table() -> None:
 
 def test_the_black_box_attacker_from_the_page_fills_its_column() -> None:
     """The page's checkbox runs Square against the defended model; its column is the report's own count."""
-    at = _page()
-    at.multiselect(key=K + "defenses").set_value(["bits"])
-    at.slider(key=K + "images").set_value(2)
-    at.number_input(key=K + "relabel.steps").set_value(20)
-    at.number_input(key=K + "relabel.step_size").set_value(1.0)
+    at = _small_setting()
     at.checkbox(key=K + "blackbox").check()
     at.button(key=K + "run").click().run()
     _clean(at)
