@@ -2,8 +2,7 @@
 
 Widgets -> experiments.defenses.defenses.evaluate_defenses (run by ui.run; Stop keeps finished rows),
 experiments.defenses.demo (one image three ways; the "Spot the adversarial" grid) and experiments.defenses.detection
-(the SVM of seed 004 sec. 4, feature squeezing), all cached or driven through experiments.defenses.view. Seeds 001/002
-propose the defenses; Athalye et al. 2018.
+(the SVM of seed 004 sec. 4, feature squeezing), cached or driven through experiments.defenses.view; Athalye 2018.
 """
 
 from __future__ import annotations
@@ -24,13 +23,7 @@ through_router()
 K = "exp.def."
 JOB = K + "job"
 BUTTONS = [K + b for b in ("three", "svm", "squeeze", "deal", "reveal")]  # not settings: Run must not re-assign them
-for _name, _value in {
-    "defenses": ["jpeg", "median", "bits"],
-    "images": 8,
-    "conf": 0.0,
-    "splits": 10,
-    "blackbox": False,
-}.items():
+for _name, _value in {"defenses": ["jpeg", "median", "bits"], "images": 8, "conf": 0.0, "splits": 10}.items():
     st.session_state.setdefault(K + _name, _value)  # never value=: Run's on_click re-assigns the settings
 job = run.job(JOB)
 running = job.busy
@@ -64,13 +57,7 @@ with defend_tab:
         with st.expander("Attack parameters"):
             params = {p.name: param_input(p, f"{K}{attack}.{p.name}", **off) for p in ATTACKS[attack].params}
         n_images = st.slider("Labelled sample images", 2, 20, key=K + "images", **off)
-        blackbox = st.checkbox(
-            "Also a black-box attacker",
-            key=K + "blackbox",
-            help="Square Attack (1000 queries per image) sends images to the defended model and reads only its "
-            "probabilities: no gradient to hide. Adds a few minutes on a CPU.",
-            **off,
-        )
+        blackbox = st.checkbox("Also a black-box attacker", key=K + "blackbox", help=view.BLACKBOX_HELP, **off)
         try:
             make_attack(attack, **params)
         except AttackError as err:

@@ -99,6 +99,10 @@ TABLE_KEY = (
     "model without a defense · **ignores it** / **knows it**: the defended model fooled by an attacker who ignores "
     "the defense / knows it, of the images it keeps right · **by**: how the attacker who knows it differentiates."
 )
+BLACKBOX_HELP = (
+    "Square Attack (1000 queries per image) sends images to the defended model and reads only its probabilities: "
+    "no gradient to hide. Adds a few minutes on a CPU."
+)
 BLACKBOX_KEY = (
     " · **black-box**: Square Attack (Andriushchenko et al. 2020) sending images to the defended model and reading "
     "only its probabilities, no gradient, of the images it keeps right · **queries**: the median number of images it "
