@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,17 @@ sys.path.insert(0, str(ROOT))
 
 from experiments.challenge.challenge import score  # noqa: E402
 from experiments.challenge.store import ChallengeStore, Score  # noqa: E402
+
+
+def _at_once(work: Callable[[int], None], n: int) -> float:
+    """Wall seconds for n threads running work(0..n-1) (each waits on a shared barrier first) until all end."""
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def _png(image) -> bytes:
@@ -75,13 +87,7 @@ def main() -> None:
         for j in range(per):
             db.submit(code, f"s{i:02d}", f"k{i}", f"store-{i}-{j}", fake)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    dt = time.perf_counter() - t0
+    dt = _at_once(writer, n)
     print(f"store alone: {n * per} submissions from {n} threads in {dt:.2f} s = {n * per / dt:.0f} per s")
 
     # 2. As the Lab submits: score the PNG on Lite0 (one page-work thread), then write. n students at once.
@@ -101,13 +107,7 @@ def main() -> None:
             scored = score(ch2, model, pngs[i], attack="relabel", steps=6)
         db.submit(code2, f"s{i:02d}", f"k{i}", f"lab-{i}", scored)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=student, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    dt = time.perf_counter() - t0
+    dt = _at_once(student, n)
     board = db.board(code2)
     print(
         f"scored on Lite0 and written: {n} submissions in {dt:.2f} s = {n / dt:.1f} per s "
