@@ -7,6 +7,7 @@ are kept short: the default story (chelsea -> umbrella with relabel) succeeds in
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import re
 import struct
@@ -567,6 +568,10 @@ def test_a_run_that_does_not_fool_says_why_and_what_to_change() -> None:
     warning = next(w.value for w in at.warning if w.value.startswith("Not fooled."))
     assert "Choose BIM or PGD" in warning
     assert lab_view.not_fooled_hint(record) in warning
+    # Untargeted already: the hint does not offer "make it untargeted".
+    untargeted = dataclasses.replace(record, target=None)
+    assert "raise ε" in lab_view.not_fooled_hint(untargeted)
+    assert "untargeted" not in lab_view.not_fooled_hint(untargeted)
     # A fooled run and a stopped one get no hint.
     record.verdict = type(record.verdict)(**{**record.verdict.__dict__, "success": True})
     assert lab_view.not_fooled_hint(record) is None

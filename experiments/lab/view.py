@@ -133,6 +133,8 @@ def not_fooled_hint(record: RunRecord) -> str | None:
         return None
     params = record.params
     if record.attack_name == "fgsm":
+        if record.target is None:
+            return "FGSM takes a single step of ε and this one was too small: raise ε, or choose BIM or PGD."
         return (
             "FGSM takes a single step of ε; one step rarely lands on one class in a thousand. Choose BIM or PGD "
             "(the same step, repeated), or make it untargeted."
