@@ -84,7 +84,7 @@ query = state.settings_query(
     params=choice.params,
     confidence=choice.confidence,
 )
-state.write_url(({"challenge": mode.challenge.code} if fixed else query) | ({"present": "1"} if presenting else {}))
+state.write_url((mode.query if fixed else query) | ({"present": "1"} if presenting else {}))
 
 run_col, stop_col, status = controls.columns([1, 1, 6], gap="small", vertical_alignment="center")
 run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col))

@@ -456,7 +456,31 @@ def test_the_lab_locked_to_a_challenge_submits_each_finished_run(app_db: Challen
     assert entry.fooled == record.verdict.success and entry.rms == pytest.approx(record.verdict.rms_distortion)
     assert entry.success and app_db.image(code, entry.id) == record.adversarial_png
     assert any("Submitted: fooled the model within the budget" in s.value for s in at.success)
-    assert dict(at.query_params) == {"challenge": code}  # the students' link stays the challenge's
+    # The address keeps the challenge and, once joined, this session's player key (a reload plays on as Ana).
+    assert dict(at.query_params) == {"challenge": code, "player": at.session_state["challenge.player_key"]}
+
+
+def test_a_reloaded_students_page_plays_on_under_its_nickname(app_db: ChallengeStore) -> None:
+    """Issue 19: a reload starts a new session; the player key in the student's own address gets the nickname back
+    (and with it the right to submit under it). A key that claimed nothing, or a malformed one, joins no one."""
+    code, _ = app_db.create(
+        image_png=_png(Image.new("RGB", (224, 224), "grey")), image_name="grey", model="efficientnet_lite0",
+        source=1, target=2, budget_kind="rms", budget=0.01,
+    )  # fmt: skip
+    at = _page("pages/attack_lab.py", challenge=code)
+    assert dict(at.query_params) == {"challenge": code}  # not joined: the students' link as the teacher gave it
+    at.text_input(key="challenge.nick_input").input("Ana").run()
+    assert not at.exception, at.exception
+    key = at.query_params["player"]
+    assert key == at.session_state["challenge.player_key"] and app_db.nickname_of(code, key) == "Ana"
+    again = _page("pages/attack_lab.py", challenge=code, player=key)
+    assert not again.exception, again.exception
+    assert any("Playing as **Ana**" in m.value for m in again.markdown)
+    assert not again.button(key="run").disabled and again.session_state["challenge.player_key"] == key
+    for other in ("x" * 24, "bad key!"):
+        stranger = _page("pages/attack_lab.py", challenge=code, player=other)
+        assert not any("Playing as" in m.value for m in stranger.markdown)
+        assert stranger.button(key="run").disabled and stranger.session_state["challenge.player_key"] != key
 
 
 def test_the_lab_with_an_unknown_challenge_code_says_so_in_one_line(app_db: ChallengeStore) -> None:

@@ -561,6 +561,15 @@ class ChallengeStore:
 
     # --- the students' side --------------------------------------------------------------------------------------
 
+    def nickname_of(self, code: str, player_key: str) -> str | None:
+        """The nickname this player key claimed in the challenge, or None: a reloaded page (the key travels in the
+        student's own address) plays on under the same name."""
+        with self._connect(write=False) as conn:
+            row = conn.execute(
+                "SELECT nickname FROM players WHERE code = ? AND key_hash = ?", (normal_code(code), _hash(player_key))
+            ).fetchone()
+        return None if row is None else row[0]
+
     def join(self, code: str, nickname: str, player_key: str, now: float | None = None) -> str:
         """Claim a nickname in a challenge for this player key; returns the cleaned nickname. The same key may
         join again; another key may not take the name."""

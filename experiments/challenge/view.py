@@ -8,6 +8,7 @@ here, on the server, from the run's saved PNG, and scored afresh by experiments.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import urllib.parse
@@ -44,6 +45,8 @@ GALLERY_COLUMNS = 6
 
 _KEY = "challenge.player_key"  # this browser session's secret: owns the nickname it claimed
 _NICK = "challenge.nickname"  # code -> the nickname this session plays under
+PLAYER_PARAM = "player"  # the URL parameter that carries the player key after joining (reloads keep the name)
+_KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{24}")  # secrets.token_urlsafe(18)
 _SUBMITTED = "challenge.submitted"  # run id -> entry id, or the sentence saying why it was not taken
 _PRESET = "challenge.preset"  # the code whose budget was put into the attack's parameters
 
@@ -103,6 +106,13 @@ class LabMode:
         return allowed_attacks(self.challenge.allowed)
 
     @property
+    def query(self) -> dict[str, str]:
+        """The Lab's address in challenge mode: the code, and once joined this session's player key, so a reload
+        plays on under the same nickname (the teacher's students' link never holds a key)."""
+        joined = {PLAYER_PARAM: self.player_key} if self.nickname is not None else {}
+        return {"challenge": self.challenge.code} | joined
+
+    @property
     def target(self) -> int | str:
         return UNTARGETED if self.challenge.target is None else self.challenge.target
 
@@ -120,7 +130,12 @@ def lab_mode() -> LabMode | None:
         st.page_link("pages/attack_lab.py", label="Open the Attack Lab without a challenge", icon=":material/home:")
         st.stop()
     session = st.session_state
-    key = session.setdefault(_KEY, secrets.token_urlsafe(18))
+    if _KEY not in session:  # a reload: the key in the student's own address keeps their nickname
+        from_url = st.query_params.get(PLAYER_PARAM, "")
+        session[_KEY] = from_url if _KEY_SHAPE.fullmatch(from_url) else secrets.token_urlsafe(18)
+    key = session[_KEY]
+    if ch.code not in session.get(_NICK, {}) and (claimed := store().nickname_of(ch.code, key)) is not None:
+        session.setdefault(_NICK, {})[ch.code] = claimed
     if session.get(_PRESET) != ch.code:  # once per challenge: the budget into the attacks' own limits
         session[_PRESET] = ch.code
         for name in allowed_attacks(ch.allowed):
