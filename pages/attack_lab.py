@@ -87,7 +87,7 @@ query = state.settings_query(
 state.write_url((mode.query if fixed else query) | ({"present": "1"} if presenting else {}))
 
 run_col, stop_col, status = controls.columns([1, 1, 6], gap="small", vertical_alignment="center")
-run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col))
+run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col), scheduled=True)
 view = lab_view.LiveView(status, presenting=presenting)
 on_finish = partial(challenge_view.submit, mode) if fixed else None
 lab_view.live(

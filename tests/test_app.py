@@ -224,13 +224,24 @@ def test_animated_upload_says_only_its_first_frame_is_used() -> None:
 
 
 def test_the_page_says_when_other_sessions_are_running() -> None:
-    """The shared counter of runs being driven (ui.run.busy_note): another session's run shows as a caption."""
+    """The shared counter of runs being driven (ui.run.busy_note): another session's run of another page shows as a
+    caption on the Lab; another Lab run does not (the scheduler batches the Lab's runs and a queued one says its
+    place), but it does on a page whose runs are not scheduled."""
     running = run._running_now()
+    busy = ":material/hourglass_top: The server is busy: another run"
+    for other, shown in (("another-session/exp.univ.job", True), ("another-session/lab.job", False)):
+        with running.lock:
+            running.ids.add(other)
+        try:
+            assert any(c.value.startswith(busy) for c in _app().caption) == shown, other
+        finally:
+            with running.lock:
+                running.ids.discard(other)
     with running.lock:
         running.ids.add("another-session/lab.job")
     try:
-        at = _app()
-        assert any(c.value.startswith(":material/hourglass_top: The server is busy") for c in at.caption)
+        page = AppTest.from_file(str(ROOT / "pages" / "universal.py"), default_timeout=120).run()
+        assert any(c.value.startswith(busy) for c in page.caption)
     finally:
         with running.lock:
             running.ids.discard("another-session/lab.job")

@@ -202,10 +202,13 @@ def buttons(
     other_buttons: Iterable[str] = (),
     stop_help: str = "Ends the run at the next step; what it reached stays.",
     columns: Any = None,
+    scheduled: bool = False,
 ) -> None:
     """Run and Stop side by side, keyed `<prefix>run` and `<prefix>stop`. Run asks for a run, pinning `settings`
     (default: every key under `prefix` but `other_buttons`); it is off during a run or when the settings are not
-    `ready`. Stop is on only during a run. `columns`: two containers to draw them in (default: two new columns)."""
+    `ready`. Stop is on only during a run. `columns`: two containers to draw them in (default: two new columns).
+    `scheduled`: this page's runs go through serving's step scheduler, which batches them and says a queued run's
+    place itself, so the busy caption counts only other pages' runs (those do share the CPU with it)."""
     run_col, stop_col = columns if columns is not None else st.columns(2, gap="small")
     pinned = list(settings) if settings is not None else page_settings(prefix, other_buttons) if prefix else []
     run_col.button(
@@ -228,7 +231,7 @@ def buttons(
         on_click=request_stop,
         args=(state.key,),
     )
-    busy_note()
+    busy_note(batched=state.key if scheduled else None)
 
 
 @st.fragment(run_every=WATCH_EVERY_S)
@@ -303,14 +306,15 @@ def running_count() -> int:
         return len(running.ids)
 
 
-def busy_note() -> None:
+def busy_note(batched: str | None = None) -> None:
     """A caption when other sessions are running attacks now: on a shared server (Streamlit Community Cloud, a
     classroom) their runs share the CPU with this one, so it will be slower, not stuck. Counted as this script run
-    starts; nothing is shown when the server is free."""
+    starts; nothing is shown when the server is free. `batched`: a job key whose runs share the scheduler's batches
+    with this one (not counted: they queue, and the queue says so)."""
     running = _running_now()
     mine = _session_id() + "/"
     with running.lock:
-        others = sum(not r.startswith(mine) for r in running.ids)
+        others = sum(not r.startswith(mine) and r.split("/", 1)[-1] != batched for r in running.ids)
     if others:
         runs = "another run" if others == 1 else f"{others} other runs"
         st.caption(f":material/hourglass_top: The server is busy: {runs} going on now, so yours may be slower.")
