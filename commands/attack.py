@@ -8,7 +8,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from commands import common
 
@@ -38,39 +37,13 @@ def complete(parser: argparse.ArgumentParser) -> None:
     common.add_attack_hyperparameters(parser)
 
 
-def starting_images(model: Any, skip: str, targets: list[int] | None, attack: str) -> Any:
-    """(P,3,H,W) the photos a decision-based attacker owns to start from, as the model sees them. Untargeted: the
-    shipped sample photos (the attack keeps one the model labels otherwise). Targeted: for each target a shipped
-    labelled photo the model classifies correctly as that class (images.imagesets.class_examples); a target with
-    none is one AttackError line naming the classes that have one. Each photo the attack tries costs a query."""
-    import torch
-
-    from attacks import AttackError
-    from images import SAMPLES, load_image
-    from images.imagesets import class_examples
-    from models import pil_to_tensor
-
-    if targets is None:
-        photos = [pil_to_tensor(model.preprocess(load_image(s))) for s in SAMPLES if s != skip]
-        return torch.cat(photos).to(model.device)  # (P, 3, H, W)
-    examples = class_examples(model, "samples")
-    missing = [t for t in targets if t not in examples]
-    if missing:
-        names = ", ".join(model.categories[t] for t in missing)
-        have = "; ".join(f"{model.categories[k]} ({k})" for k in sorted(examples)) or "none"
-        raise AttackError(
-            f"{attack} is decision-based: a targeted run starts from a photo {model.name} already labels "
-            f"as the target, and no shipped photo of {names} is one; classes with such a photo: {have}"
-        )
-    return torch.cat([pil_to_tensor(examples[t].image) for t in dict.fromkeys(targets)]).to(model.device)
-
-
 def run(args: argparse.Namespace) -> int:
     attack = common.make_attack_from(args, args.attack)  # hyperparameters first: they need attacks (torch) only
     confidence = common.check_confidence(args.confidence)
 
     from attacks.runner import attack_targets, save_result, summarize
     from images import load_image
+    from images.imagesets import starting_images
     from models import get_spec, load_model, pil_to_tensor, resolve_targets
 
     get_spec(args.model)
@@ -88,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                     targets.append(t)
     many = targets is not None and len(targets) > 1
     if getattr(attack, "decision_based", False) and attack.starts is None:
-        attack.starts = starting_images(model, args.image, targets, attack.name)
+        attack.starts = starting_images(model, targets, attack.name, skip=args.image)
     start = time.perf_counter()
     results = attack_targets(
         model,

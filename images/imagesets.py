@@ -434,3 +434,26 @@ def class_examples(model: Classifier, spec: str = "samples") -> dict[int, Labell
             if k == item.label and k not in found:
                 found[k] = item
     return found
+
+
+def starting_images(model: Classifier, targets: Sequence[int] | None, attack: str, skip: str = "") -> torch.Tensor:
+    """(P,3,H,W) the photos a decision-based attacker owns to start from, as the model sees them. Untargeted: the
+    shipped sample photos but `skip` (the attack keeps one the model labels otherwise). Targeted: for each target a
+    shipped labelled photo the model classifies correctly as that class (class_examples); a target with none is one
+    AttackError line naming the classes that have one. Each photo the attack tries costs a query. The CLI's and the
+    Lab's (serving's scheduler) decision-based runs both start from these."""
+    from attacks import AttackError  # noqa: PLC0415 (the attacks package does not import images: no cycle)
+
+    if targets is None:
+        photos = [pil_to_tensor(model.preprocess(load_image(s))) for s in SAMPLES if s != skip]
+        return torch.cat(photos).to(model.device)  # (P, 3, H, W)
+    examples = class_examples(model, "samples")
+    missing = [t for t in targets if t not in examples]
+    if missing:
+        names = ", ".join(model.categories[t] for t in missing)
+        have = "; ".join(f"{model.categories[k]} ({k})" for k in sorted(examples)) or "none"
+        raise AttackError(
+            f"{attack} is decision-based: a targeted run starts from a photo {model.name} already labels "
+            f"as the target, and no shipped photo of {names} is one; classes with such a photo: {have}"
+        )
+    return torch.cat([pil_to_tensor(examples[t].image) for t in dict.fromkeys(targets)]).to(model.device)

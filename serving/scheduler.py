@@ -33,6 +33,7 @@ from torch import Tensor
 
 from attacks import Attack, AttackError, Goal, Step, make_attack
 from attacks.runner import drive
+from images.imagesets import starting_images
 
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "queued", "running", "finished", "failed", "cancelled"
 
@@ -347,7 +348,10 @@ class Scheduler:
         target = None if req.target is None else torch.tensor([t.request.target for t in batch], device=device)
         goal = Goal(source, target, req.confidence)
         open_ = list(range(len(batch)))
-        steps = drive(req.build(), model, x, goal, seeds=[t.request.seed for t in batch])
+        attack = req.build()
+        if getattr(attack, "decision_based", False):  # HopSkipJump: the photos it owns to start from, as the CLI's
+            attack.starts = starting_images(model, None if target is None else target.tolist(), attack.name)
+        steps = drive(attack, model, x, goal, seeds=[t.request.seed for t in batch])
         try:
             for step in steps:
                 for j in list(open_):

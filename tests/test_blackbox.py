@@ -277,17 +277,50 @@ def test_cli_targeted_hopskipjump_without_a_photo_of_the_target_is_one_line(tmp_
 
 
 @pytest.mark.slow
+def test_the_labs_scheduler_gives_hopskipjump_the_photos_it_starts_from(lite0) -> None:
+    """Issue 21: a Lab run goes through serving's scheduler, which hands a decision-based attack the same starting
+    photos as the CLI: targeted at dalmatian (a shipped photo) it runs and ends inside its budget; at umbrella (none
+    ships) it fails with the one line naming the classes that have one, and the worker goes on."""
+    from contextlib import contextmanager
+
+    from images import load_image
+    from serving import RunRequest, SampleStep, Scheduler
+    from serving.scheduler import FINISHED, RunFailed
+
+    @contextmanager
+    def hold(name: str):  # noqa: ANN202
+        yield lite0
+
+    x = pil_to_tensor(lite0.preprocess(load_image("coffee")))  # (1, 3, 224, 224)
+    source = int(lite0.probabilities(x).argmax())
+    small = {"queries": 120.0, "steps": 1.0, "init_evals": 20.0, "max_rms": 0.1}
+
+    def request(target: int) -> RunRequest:
+        return RunRequest.of(
+            lite0.name, x, "hopskipjump", small, source=source, target=target, confidence=0.0, seed=0
+        )  # fmt: skip
+
+    scheduler = Scheduler(hold)
+    umbrella = scheduler.submit(request(879))
+    with pytest.raises(RunFailed, match="no shipped photo of umbrella is one; classes with such a photo: .*dalmatian"):
+        list(scheduler.follow(umbrella))
+    ticket = scheduler.submit(request(251))
+    steps = [s for s in scheduler.follow(ticket) if isinstance(s, SampleStep)]
+    assert ticket.status == FINISHED and steps and 1 <= int(steps[-1].queries[0]) <= 120
+    assert float(steps[-1].distortion[0]) <= 0.1 + 1e-3
+
+
+@pytest.mark.slow
 def test_targeted_hopskipjump_starts_from_a_shipped_photo_of_the_target(lite0, tmp_path, capsys) -> None:
     """class_examples gives each class the first shipped labelled photo Lite0 gets right: dalmatian is Foolbox's
     imagenet_16, and the CLI's targeted run starts from it (its first query is that photo, labelled dalmatian)."""
-    from commands.attack import starting_images
     from images import load_image
-    from images.imagesets import class_examples
+    from images.imagesets import class_examples, starting_images
 
     examples = class_examples(lite0)
     assert examples[251].id == "imagenet_16" and 879 not in examples  # dalmatian ships, umbrella does not
     assert all(int(lite0.probabilities(pil_to_tensor(e.image)).argmax()) == k for k, e in examples.items())
-    starts = starting_images(lite0, "coffee", [251], "hopskipjump")  # (1, 3, 224, 224)
+    starts = starting_images(lite0, [251], "hopskipjump", skip="coffee")  # (1, 3, 224, 224)
     assert torch.equal(starts, pil_to_tensor(lite0.preprocess(load_image("imagenet_16"))))
     out = tmp_path / "hsj"
     argv = ["attack", "--image", "coffee", "--attack", "hopskipjump", "--target", "dalmatian", "--confidence", "0"]
