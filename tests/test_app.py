@@ -568,6 +568,24 @@ def test_a_greyed_run_says_why_beside_it_and_offers_the_fix() -> None:
     assert at.selectbox(key=S.TARGET).value == S.LEAST_LIKELY and not at.button(key="run").disabled
 
 
+def test_a_targeted_label_only_attack_without_a_starting_photo_says_so_beside_run() -> None:
+    """Issue 21: HopSkipJump (top label only) aimed at umbrella has no shipped umbrella photo to start from: Run is
+    off with the reason beside it and a fix to a target it can reach (a class with a shipped photo the model gets
+    right, as the scheduler will start it from); after the fix Run is on."""
+    from images.imagesets import class_examples
+    from ui import loaders
+
+    at = _app(attack="hopskipjump", target="umbrella")
+    assert not at.exception, at.exception
+    assert at.button(key="run").disabled
+    assert any("none ships for umbrella" in w.value for w in at.warning), [w.value for w in at.warning]
+    at.button(key="lab-fix").click().run()
+    assert not at.exception, at.exception
+    reachable = set(class_examples(loaders.get_model("efficientnet_lite0")))
+    assert at.selectbox(key=S.TARGET).value in reachable and 879 not in reachable
+    assert not at.button(key="run").disabled and not any("none ships" in w.value for w in at.warning)
+
+
 def test_a_run_that_does_not_fool_says_why_and_what_to_change() -> None:
     """Issue 20 item 6: FGSM's default targeted run (one step of 8/255 toward umbrella) is not fooled; the verdict
     says why in one line and names the fix. The hint follows the record (checked against the verdict's own fields)."""

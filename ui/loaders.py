@@ -41,6 +41,15 @@ def model_problem(name: str) -> str | None:
     return None
 
 
+@st.cache_data(max_entries=8, show_spinner="Finding the photos a label-only attacker can start from…")
+def start_classes(model_name: str) -> tuple[int, ...]:
+    """The classes a targeted decision-based run (HopSkipJump) can aim at with this model: those with a shipped
+    photo the model labels correctly (images.imagesets.class_examples, what serving's scheduler starts it from)."""
+    from images.imagesets import class_examples  # noqa: PLC0415
+
+    return tuple(sorted(class_examples(get_model(model_name))))
+
+
 def to_png(image: Image.Image | np.ndarray) -> bytes:
     """Lossless 8-bit PNG; compression level 1 because encoding time is spent inside the live view's budget."""
     if isinstance(image, np.ndarray):

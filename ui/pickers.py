@@ -95,6 +95,19 @@ def run_blocker(
             "Target: least likely class",
             lambda: _set_session(state.TARGET, state.LEAST_LIKELY),
         )
+    aim = int(seen.probs.argmin()) if target == state.LEAST_LIKELY else target  # RANDOM is drawn at Run
+    if getattr(choice.attack, "decision_based", False) and isinstance(aim, int):
+        have = loaders.start_classes(seen.model_name)
+        if aim not in have:
+            title = ATTACKS[choice.name].title.split(" (")[0]
+            names = ", ".join(IMAGENET_CATEGORIES[k] for k in have[:6]) + (", …" if len(have) > 6 else "")
+            return Blocker(
+                f"{title} sees only the top label, so a targeted run starts from a photo the model already calls "
+                f"the target, and none ships for {IMAGENET_CATEGORIES[aim]}. Targets it can reach: {names}; or "
+                "make it untargeted.",
+                f"Target: {IMAGENET_CATEGORIES[have[0]]}" if have else "Make it untargeted",
+                lambda: _set_session(state.TARGET, have[0] if have else state.UNTARGETED),
+            )
     if choice.attack is None:
         cls = ATTACKS[choice.name]
         title = cls.title.split(" (")[0]
