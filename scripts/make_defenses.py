@@ -1,7 +1,8 @@
 """Precompute the Defenses page's opening table and bars: the page's default settings (EfficientNet-Lite0; JPEG,
 median smoothing and bit-depth reduction at their default parameters; the paper's relabelling at its defaults; the
 first 8 labelled samples; seed 0), evaluated exactly as Run evaluates them, so the lesson is on screen before anyone
-presses Run.
+presses Run. It also runs the black-box attacker (Square L-inf at its defaults, the page's "Also a black-box
+attacker"), so the opening table shows that hiding the gradient does not hide the answers (--no-blackbox leaves it out).
 
     python scripts/make_defenses.py
 
@@ -44,6 +45,7 @@ def default_settings(model: str = "efficientnet_lite0") -> dict:
         "attack_params": {p.name: p.default for p in ATTACKS[DEFAULT_ATTACK].params},
         "images": DEFAULT_IMAGES,
         "seed": 0,
+        "blackbox": {p.name: p.default for p in ATTACKS["square"].params},
     }
 
 
@@ -51,9 +53,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the page's server shares its cores)")
+    p.add_argument("--no-blackbox", action="store_true", help="leave out the black-box (Square) attacker")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     settings = default_settings(args.model)
+    if args.no_blackbox:
+        settings["blackbox"] = None
     model = load_model(args.model, device="cpu")
     images = labelled_set("samples", model)[: settings["images"]]
     start = time.perf_counter()
@@ -65,6 +70,7 @@ def main() -> int:
         attack=settings["attack"],
         attack_params=settings["attack_params"],
         seed=settings["seed"],
+        blackbox=settings["blackbox"],
     ):
         print(f"[{time.perf_counter() - start:6.1f}s] {last.stage} {last.done}/{last.total}", flush=True)
     assert last is not None
@@ -76,7 +82,7 @@ def main() -> int:
         "report": last.report.to_json(),
         "seconds": round(seconds, 1),
         "machine": f"{platform.machine()} CPU, {args.threads} torch thread(s), torch {torch.__version__}",
-        "command": "python scripts/make_defenses.py",
+        "command": "python scripts/make_defenses.py" + (" --no-blackbox" if args.no_blackbox else ""),
     }
     path = OUT / f"{args.model}_default.json"
     path.write_text(json.dumps(out, indent=2) + "\n")

@@ -50,7 +50,11 @@ def test_page_opens_idle_on_the_shipped_table() -> None:
         n = row["clean_correct"]
         assert cells["ignores it"] == f"{round(row['nonadaptive_success_rate'] * n)}/{n}"
         assert cells["knows it"] == f"{round(row['adaptive_success_rate'] * n)}/{n}"
+        # Issue 21: the shipped table has the black-box attacker (Square, queries only) and its median queries.
+        assert cells["black-box"] == f"{round(row['blackbox_success_rate'] * n)}/{n}"
+        assert cells["queries"] == f"{row['blackbox_queries_median']:.0f}"
     note = " ".join(c.value for c in at.caption)
+    assert "black-box: Square (eps 8, queries 1000" in note and "**black-box**" in note
     assert "scripts/make_defenses.py" in note and f"first {shipped['report']['images_total']} labelled samples" in note
     assert at.get("plotly_chart"), "the grouped bars"
 
@@ -71,6 +75,7 @@ def test_the_shipped_table_is_what_evaluate_defenses_gives_for_the_page_defaults
     params = {p.name: state[f"{K}{attack}.{p.name}"] for p in ATTACKS[attack].params}
     shipped = json.loads(SHIPPED.read_text())
     assert shipped["settings"]["defenses"] == defenses and shipped["settings"]["attack_params"] == params
+    assert shipped["settings"]["blackbox"] == {p.name: p.default for p in ATTACKS["square"].params}
     model = load_model("efficientnet_lite0", device="cpu")
     images = labelled_set("samples", model)[: state[K + "images"]]
     *_, last = evaluate_defenses(model, images, defenses=defenses, attack=attack, attack_params=params, seed=0)
@@ -154,7 +159,7 @@ def test_the_bar_chart_names_each_denominator_and_labels_bars_with_counts() -> N
 
 def test_the_black_box_column_shows_only_when_the_report_ran_it() -> None:
     """Issue 21: a report with the black-box attacker gets its column (k/n of the images kept right), the median
-    queries and a fifth bar series; one without (the shipped default) shows neither."""
+    queries and a fifth bar series; one without (a live run with the box unticked) shows neither."""
     from experiments.defenses.defenses import DefenseReport, DefenseRow  # noqa: PLC0415
 
     row = DefenseRow("jpeg", "JPEG", {"quality": 75.0}, "BPDA", 17, 17, 16, 5, 15, 15, 1.0, None, 13, 1.0, 40.5)

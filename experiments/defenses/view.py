@@ -204,7 +204,9 @@ def shipped_note(data: dict[str, Any]) -> str:
         f"Precomputed, shipped with the app (`{data['command']}`, {data['seconds']:.0f} s on a CPU): "
         f"{widgets.model_title(s['model'])} on the first {r['images_total']} labelled samples, {r['images']} of which "
         f"it classifies correctly and are attacked; {ATTACKS[s['attack']].title} ({_params(s['attack_params'])}), "
-        f"seed {s['seed']}; defenses {defenses}. Change the settings and press **Run** to evaluate them live."
+        f"seed {s['seed']}; defenses {defenses}"
+        + (f"; black-box: Square ({_params(s['blackbox'])})" if s.get("blackbox") is not None else "")
+        + ". Change the settings and press **Run** to evaluate them live."
     )
 
 
