@@ -126,7 +126,10 @@ def test_replay_scrubber_redraws_an_earlier_step(finished: AppTest) -> None:
     slider.set_value(0).run()
     assert not at.exception, at.exception
     assert any(c == "Adversarial at step 0" for img in at.get("image") for c in img.captions)
-    # A step between snapshots: the caption says whose image it is, beside the bars of the step.
+    # A short run keeps every step's image (the replay shows the bars' own step, never an older image).
+    assert len(record.steps) <= record.snapshots.capacity
+    assert all(record.snapshots.at(s)[0] == s for s in record.steps), sorted(record.snapshots.frames)
+    # A step between snapshots (a long run, thinned): the caption says whose image it is, beside the bars of the step.
     snapped = [s for s in record.steps if record.snapshots.at(s) is not None and record.snapshots.at(s)[0] != s]
     if snapped:
         slider.set_value(record.steps.index(snapped[0])).run()

@@ -111,7 +111,8 @@ class RunRecord:
         return IMAGENET_CATEGORIES[self.source], None if self.target is None else IMAGENET_CATEGORIES[self.target]
 
     def record(self, step: Step) -> None:
-        """Small numbers every step; the image only as the latest one (snapshots are taken at image redraws)."""
+        """Small numbers every step, and the image as the latest one and a replay snapshot (Snapshots thins them
+        evenly to its capacity: a short run keeps every step, so the replay's image is the bars' step)."""
         numbers = step_numbers(step, TOP_K)
         self.steps.append(numbers.index)
         self.p_source.append(float(numbers.probs[self.source]))
@@ -128,6 +129,7 @@ class RunRecord:
             self.flip_step = numbers.index
         self.rows.update(numbers.probs)
         self.last_image = numbers.image
+        self.snapshots.add(numbers.index, numbers.image)
 
     def bar_values(self, i: int) -> tuple[list[int], list[float]]:
         """Rows and their probabilities at recorded step i (a class outside that step's top-K shows as 0)."""

@@ -68,7 +68,6 @@ def live(
         def images(step: Any) -> None:
             if isinstance(step, Waiting):
                 return
-            record.snapshots.add(step.index, record.last_image)
             view.draw_images(record, record.last_image)
 
         def charts(item: Any) -> None:
