@@ -571,6 +571,25 @@ def test_a_greyed_run_says_why_beside_it_and_offers_the_fix() -> None:
     assert at.selectbox(key=S.TARGET).value == S.LEAST_LIKELY and not at.button(key="run").disabled
 
 
+def test_a_result_whose_settings_changed_says_it_is_the_last_run() -> None:
+    """Helper walk (issue 20): after a run, changing the attack left the old verdict with nothing saying whose it
+    was. Now one line above it says it is the last run's (its attack and goal) until Run; same settings: no line."""
+    at = _app()
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+
+    def stale(at: AppTest) -> list[str]:
+        return [c.value for c in at.caption if "This is your last run" in c.value]
+
+    assert not stale(at)
+    at.selectbox(key=S.ATTACK).set_value("pgd").run()
+    assert stale(at) == [":material/history: " + lab_view.stale_note(at.session_state["lab.record"])]
+    assert "Relabel" in stale(at)[0] and "tiger cat → umbrella" in stale(at)[0]
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert not stale(at) and at.session_state["lab.record"].attack_name == "pgd"
+
+
 def test_a_targeted_label_only_attack_without_a_starting_photo_says_so_beside_run() -> None:
     """Issue 21: HopSkipJump (top label only) aimed at umbrella has no shipped umbrella photo to start from: Run is
     off with the reason beside it and a fix to a target it can reach (a class with a shipped photo the model gets

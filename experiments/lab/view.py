@@ -19,7 +19,7 @@ import numpy as np
 import streamlit as st
 
 import serving
-from attacks import AttackError, Step
+from attacks import ATTACKS, AttackError, Step
 from attacks.runner import Verdict, verify
 from experiments.lab import figures as lab_figures
 from experiments.lab import record as lab_record
@@ -99,7 +99,7 @@ def live(
     if record is None:
         view.draw_idle(seen, target, ready=job.status != "failed" and seen is not None, hint=blocker is None)
     else:
-        view.show_result(record, job.timing, status=blocker is None)
+        view.show_result(record, job.timing, status=blocker is None, current=query)
 
 
 def _not_ready() -> Any:
@@ -122,6 +122,14 @@ def _verdict_sentence(v: Verdict) -> str:
         f"classified as **{v.label}** with {v.probability:.0%} — RMS distortion {v.rms_distortion:.4f}, "
         f"max change {v.max_change_255}/255"
     )
+
+
+def stale_note(record: RunRecord) -> str:
+    """Said above a result whose settings are no longer the widgets': which run it is, and how to get the new one."""
+    title = ATTACKS[record.attack_name].title.split(" (")[0]
+    source, target = record.labels
+    aim = f"{source} → {target}" if target is not None else f"{source} → any other class"
+    return f"This is your last run ({title}, {aim}); the settings have changed since: press Run to try them."
 
 
 def not_fooled_hint(record: RunRecord) -> str | None:
@@ -159,7 +167,9 @@ class LiveView:
         # point: "you can't see the change") beside the bars (the model sees the target); the history, the tools
         # and Grad-CAM below.
         self.status = status.empty()
-        self.results = st.container()
+        # an st.empty, not a container: a new run's first script run replaces the last run's verdict at once (a
+        # container's old children stayed on screen, faded, for the whole of the next run)
+        self.results = st.empty()
         images, bars = st.columns([2.1, 1.2], gap="medium")
         with images:
             cols = st.columns(3, gap="small")
@@ -327,10 +337,15 @@ class LiveView:
         )
         self.original.image(seen.png, output_format="PNG", width="stretch", caption="Original")
 
-    def show_result(self, record: RunRecord, timing: run.Timing, *, status: bool = True) -> None:
+    def show_result(
+        self, record: RunRecord, timing: run.Timing, *, status: bool = True, current: dict[str, str] | None = None
+    ) -> None:
         """After a run: verdict, downloads and the replay scrubber, which redraws the view at the chosen step.
-        `status` False: the status line's place holds why Run is off now."""
-        with self.results:
+        `status` False: the status line's place holds why Run is off now. `current`: the settings the widgets hold
+        now; when they differ from the run's, one line says the result is the last run's."""
+        with self.results.container():
+            if current is not None and record.status != "running" and dict(current) != record.query:
+                st.caption(f":material/history: {stale_note(record)}")
             v = record.verdict
             if record.status == "failed":
                 st.error(f"The attack failed: {record.error}.")
