@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from attacks import DEFAULT_CONFIDENCE
+from attacks import ATTACKS, DEFAULT_CONFIDENCE
 from experiments.lab import figures as lab_figures
 from experiments.lab import record as lab_record
 from experiments.lab import view as lab_view
@@ -569,6 +569,18 @@ def test_a_greyed_run_says_why_beside_it_and_offers_the_fix() -> None:
     assert any("already the image's class (tiger cat)" in w.value for w in at.warning)
     at.button(key="lab-fix").click().run()
     assert at.selectbox(key=S.TARGET).value == S.LEAST_LIKELY and not at.button(key="run").disabled
+
+
+def test_the_attack_picker_marks_the_black_box_attacks() -> None:
+    """Helper walk: twelve attacks with no hint which never see the weights. Exactly the query-only ones (their
+    model access is the Oracle, attacks.queries) are marked."""
+    from attacks.queries import BlackBoxAttack
+
+    options = _app().selectbox(key=S.ATTACK).options
+    marked = {o.split(" · ")[0] for o in options if o.endswith(" · black-box")}
+    expected = {c.title.split(" (")[0] for c in ATTACKS.values() if issubclass(c, BlackBoxAttack)}
+    assert marked == expected and {"Square Attack L-inf", "SimBA", "HopSkipJump L2"} <= marked
+    assert "PGD L-inf" in options
 
 
 def test_a_result_whose_settings_changed_says_it_is_the_last_run() -> None:

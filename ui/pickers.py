@@ -16,6 +16,7 @@ import streamlit as st
 from PIL import Image
 
 from attacks import ATTACKS, Attack, AttackError, Param, make_attack
+from attacks.queries import BlackBoxAttack
 from images import SAMPLES, ImageError
 from models import IMAGENET_CATEGORIES, MODELS, Classifier, class_index
 from ui import loaders, state, widgets
@@ -353,6 +354,16 @@ def _param_widget(attack: str, param: Param, disabled: bool) -> float:
     return param_input(param, state.param_key(attack, param.name), disabled=disabled)
 
 
+def attack_label(name: str) -> str:
+    """The attack's short name in the picker, marked when its attacker never sees the weights: a class can tell
+    the query-only attacks from the gradient ones at a glance."""
+    cls = ATTACKS[name]
+    title = cls.title.split(" (")[0]
+    if not issubclass(cls, BlackBoxAttack):
+        return title
+    return f"{title} · black-box"  # the caption under it says what it sees: the scores, or the top label
+
+
 def attack_picker(target: state.TargetChoice, *, disabled: bool, names: list[str] | None = None) -> AttackChoice:
     """The attack, a one-line summary of it, and its parameters (two per row), checked by the engine. `names`: the
     attacks on offer (a classroom challenge's rule), default all."""
@@ -360,7 +371,7 @@ def attack_picker(target: state.TargetChoice, *, disabled: bool, names: list[str
         "Attack",
         names or list(ATTACKS),
         key=state.ATTACK,
-        format_func=lambda a: ATTACKS[a].title.split(" (")[0],  # the citation goes in the caption: it fits there
+        format_func=attack_label,  # the citation goes in the caption: it fits there
         disabled=disabled,
     )
     cls = ATTACKS[name]
