@@ -105,7 +105,8 @@ if (
     and record.status != "running"
     and record.last_image is not None
 ):
-    if st.checkbox(f"Add the universal perturbation (for {universal[1].get('model')}) to the result", key="lab.univ"):
+    univ_for = widgets.model_title(universal[1].get("model", "?"))
+    if st.checkbox(f"Add the universal perturbation (made for {univ_for}) to the result", key="lab.univ"):
         png = loaders.to_png(record.last_image)
         universal_view.show_applied(
             record.model_name, universal_view.applied_photo(record.model_name, None, png, universal[0])

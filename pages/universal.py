@@ -19,13 +19,12 @@ through_router()
 
 K = "exp.univ."
 JOB, CURRENT = K + "job", K + "current"
-OTHER_BUTTONS = (K + "table",)
 for _name, _value in {"set": "samples", "folder": "", "norm": "inf", "method": "sgd", "passes": 3, "seed": 0}.items():
     st.session_state.setdefault(K + _name, _value)
 
 job = run.job(JOB)
 running = job.busy
-if job.ended and job.kind == "run" and "v" in job.data and not job.data.get("adopted"):
+if job.ended and "v" in job.data and not job.data.get("adopted"):
     st.session_state[CURRENT] = (job.data["v"], job.data["meta"], "run")  # a finished or stopped run's v
     job.data["adopted"] = True
 
@@ -67,13 +66,11 @@ with settings:
     seed = int(st.number_input("Seed (split and order)", 0, 10_000, key=K + "seed", **off))
     ready = model is not None and len(photos) >= 3
     with top:
-        run.buttons(job, prefix=K, ready=ready, other_buttons=OTHER_BUTTONS)
+        run.buttons(job, prefix=K, ready=ready)
         bar = st.empty()
 
 
 def start():
-    if job.kind == "table":
-        return view.build_table_rows(job.data)
     assert model is not None
     meta = {"model": model.name, "images": "samples" if source == "samples" else folder.strip(), "names": names}
     work = universal.compute_universal(
@@ -82,16 +79,11 @@ def start():
     return view.recorded(work, job.data, meta)
 
 
-def table_progress(p: universal.UniversalProgress) -> None:
-    bar.progress(min(1.0, p.pass_index / 10), text=f"{job.data['building']}: {view.status(p, 10)}")
-
-
 with out:
-    slots = {"status": st.empty()}
+    slots = {"status": st.empty(), "bar": bar}
     left, right = st.columns([1, 1.4], gap="medium")
     slots |= {"v": left.empty(), "curve": right.empty()}
-    paint = view.painter(slots, job.data, passes) if job.kind != "table" else table_progress
-    run.drive(job, start, run.Draw(paint, run.Throttle(min_interval=0.8)))
+    run.drive(job, start, run.Draw(view.painter(slots, job.data, passes), run.Throttle(min_interval=0.8)))
     run.show_notes(job)
     loaded = view.uploaded(K + "load.upload", running)
     if loaded is not None and st.session_state.get(K + "loaded_name") != loaded[1]["file"]:
@@ -103,13 +95,15 @@ with out:
         st.session_state.pop(K + "loaded_name", None)
     default = view.shipped(model.name if model else OFFLINE_MODELS[0]) or view.shipped(OFFLINE_MODELS[0])
     v, meta, origin = st.session_state.get(CURRENT) or (*default, "shipped")  # type: ignore[misc]
-    if job.kind == "run" and "last" in job.data:
+    if "last" in job.data and (running or origin == "run"):  # the run's figures while it is the v shown
         slots["status"].markdown(view.status(job.data["last"], passes))
         view.curves(slots["curve"], job.data["history"])
     else:
         slots["status"].markdown(view.shipped_status(model.name if model else "", v, meta, origin))
     v_model = widgets.model_title(meta.get("model", "?"))
     view.show_perturbation(slots["v"], v, f"v for {v_model}, {view.ORIGINS[origin]}")
+    if origin != "shipped" and not running:  # outside K: a button, never pinned by Run
+        st.button("Back to the shipped v", key="exp.univ_back", on_click=st.session_state.pop, args=(CURRENT,))
     view.downloads(v, meta, "exp.univ_save.")  # outside K: download buttons cannot be pinned by Run
     if model is not None:
         view.show_grid(model.name, v, meta)
@@ -118,14 +112,4 @@ with out:
         if picked is not None:
             view.show_applied(model.name, view.applied_photo(model.name, picked.sample_id, picked.data, v))
     st.subheader("Does it fool other models?")
-    missing = view.missing_table_models()
-    if missing:
-        st.button(
-            f"Compute the perturbations of {', '.join(m.split('_')[-1].capitalize() for m in missing)}",
-            key=K + "table",
-            disabled=running,
-            on_click=run.request_start,
-            args=(JOB, "table", run.page_settings(K, OTHER_BUTTONS)),
-        )
-        st.caption(f"SGD (L∞ ξ = 10) on the 28 samples: {view.TABLE_MINUTES}; kept for everyone. {view.LIVE_NOTE}")
     view.show_table(widgets.usable_models())

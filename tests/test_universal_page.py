@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from models import OFFLINE_MODELS
+
 ROOT = Path(__file__).resolve().parents[1]
 K = "exp.univ."
 TIMEOUT = 600  # a loaded 2-core machine
@@ -34,8 +36,8 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _shipped_meta() -> dict:
-    return json.loads((ROOT / "data/universal/efficientnet_lite0_linf10.json").read_text())
+def _shipped_meta(model: str = "efficientnet_lite0") -> dict:
+    return json.loads((ROOT / f"data/universal/{model}_linf10.json").read_text())
 
 
 def test_opens_on_the_shipped_perturbation_applied(opened: AppTest) -> None:
@@ -57,7 +59,14 @@ def test_opens_on_the_shipped_perturbation_applied(opened: AppTest) -> None:
     heatmaps = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     cells = [t for f in heatmaps for t in f["data"] if t.get("type") == "heatmap"]
     assert cells and cells[0]["text"][0][0] == f"{here['heldout_fooling']:.0%}", cells
+    # every offline model's shipped v is a row; each on its own model is its sidecar's figure (the same 24 photos)
+    grid = cells[0]
+    assert len(grid["y"]) == len(OFFLINE_MODELS), grid["y"]
+    for i, model_name in enumerate(OFFLINE_MODELS):
+        j = list(grid["x"]).index(grid["y"][i])
+        assert grid["text"][i][j] == f"{_shipped_meta(model_name)['shipped_heldout']['heldout_fooling']:.0%}"
     assert "Held-out images on EfficientNet-Lite0:" in text
+    assert not [b for b in at.button if b.key == "exp.univ_back"]  # already the shipped v
     captions = [c for img in at.get("image") for c in img.captions]
     assert any(c.startswith("Before:") for c in captions) and any(c.startswith("After:") for c in captions)
     assert any("amplified ×" in c for c in captions)
@@ -82,6 +91,13 @@ def test_small_sgd_run_finishes_with_fooling_ratios(opened: AppTest) -> None:
     job = at.session_state[K + "job"]
     assert job.status == "finished" and job.data["history"][-1][0] == 1
     assert np.abs(job.data["v"]).max() <= 10 / 255 + 1e-6
+    # The cross-model table stays the shipped perturbations' (its caption says so), and one button brings the
+    # shipped v back in place of the run's.
+    assert any("The perturbations shipped with the app" in c.value for c in at.caption)
+    at.button(key="exp.univ_back").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "shipped with the app" in " ".join(m.value for m in at.markdown)
+    assert not [b for b in at.button if b.key == "exp.univ_back"]
 
 
 @pytest.mark.parametrize(
@@ -123,19 +139,23 @@ def test_attack_lab_adds_the_sessions_universal_perturbation() -> None:
     assert any(c.startswith("After:") for c in captions), captions
 
 
-def test_sidecar_heldout_figures_recompute_from_the_npy() -> None:
-    """The sidecar's figures on the shipped held-out photos recompute from the .npy by universal.evaluate, the split
-    is the 999 photos' with sizes, and v beats the same-L-inf noise control on photos it never saw."""
+@pytest.mark.parametrize("model_name", OFFLINE_MODELS)
+def test_sidecar_heldout_figures_recompute_from_the_npy(model_name: str) -> None:
+    """Each offline model's shipped v (the cross-model table's rows): the sidecar's figures on the shipped held-out
+    photos recompute from the .npy by universal.evaluate, the split is the 999 photos' (the same for all three, so
+    one held-out set measures every row) with sizes, and v beats the same-L-inf noise control on unseen photos."""
     from experiments.universal import universal
-    from models import load_model
+    from models import get_spec, load_model
 
-    meta = _shipped_meta()
+    meta = _shipped_meta(model_name)
     split, here = meta["split"], meta["shipped_heldout"]
     assert split["n_train"] + split["n_heldout"] == 999 and len(meta["heldout_images"]) == split["n_heldout"]
     assert not set(meta["train_images"]) & set(meta["heldout_images"])
+    assert meta["heldout_images"] == _shipped_meta()["heldout_images"]
     assert meta["heldout_fooling"] >= meta["noise_heldout_fooling"] + 0.3
-    v, _ = universal.load_perturbation(ROOT / "data/universal/efficientnet_lite0_linf10.npy")
-    assert v.shape == (3, 224, 224) and float(v.abs().max()) <= 10 / 255 + 1e-4
+    v, _ = universal.load_perturbation(ROOT / f"data/universal/{model_name}_linf10.npy")
+    size = get_spec(model_name).input_size
+    assert v.shape == (3, size, size) and float(v.abs().max()) <= 10 / 255 + 1e-4
     _, photos = universal.load_image_set(str(ROOT / "data/universal/heldout"))
     model = load_model(meta["model"])
     assert universal.evaluate(model, photos, v) == here["heldout_fooling"]

@@ -53,15 +53,22 @@ class BarRows:
         return self.rows
 
 
-def row_labels(rows: Sequence[int], categories: Sequence[str], source: int, target: int | None) -> list[str]:
-    """Tick labels; the pinned rows say what they are, and every label is unique (two ImageNet names repeat)."""
+def row_labels(
+    rows: Sequence[int],
+    categories: Sequence[str],
+    source: int,
+    target: int | None,
+    pin_names: tuple[str, str] = ("source", "target"),
+) -> list[str]:
+    """Tick labels; the pinned rows say what they are (`pin_names`: an untargeted change calls them "before" and
+    "after", there is no target), and every label is unique (two ImageNet names repeat)."""
     labels = []
     for cls in rows:
         name = categories[cls]
         if cls == source:
-            name += " · source"
+            name += f" · {pin_names[0]}"
         elif cls == target:
-            name += " · target"
+            name += f" · {pin_names[1]}"
         if name in labels or categories.count(categories[cls]) > 1:
             name += f" #{cls}"
         labels.append(name)
@@ -123,6 +130,7 @@ def bars(
     title: str,
     n_rows: int = 6,
     rows: BarRows | None = None,
+    pin_names: tuple[str, str] = ("source", "target"),
 ) -> dict[str, Any]:
     """The Attack Lab's probability bars: target (and source) pinned, then the strongest other classes."""
     if source is None or source == target:
@@ -130,7 +138,7 @@ def bars(
     keeper = rows or BarRows(source, target, n_rows)
     order = keeper.update(probs)
     src = keeper.pinned[0]
-    labels = row_labels(order, categories, src, target)
+    labels = row_labels(order, categories, src, target, pin_names)
     return probability_bars(
         order, [float(probs[c]) for c in order], labels, source=src, target=target, title=title, height=300
     )

@@ -24,15 +24,6 @@ SHIPPED_DIR = Path(__file__).resolve().parents[2] / "data" / "universal"
 #: The shipped perturbation's held-out photos (copied from ../shared/photos/imagen by scripts/make_universal.py):
 #: the page's status, its grid and its cross-model table are all measured on these, by universal.evaluate.
 HELDOUT_SET = str(SHIPPED_DIR / "heldout")
-#: How the cross-model table builds the other models' perturbations live: on the 28 packaged samples (all that a
-#: fresh clone has), so only a demonstration; the shipped one was trained on ~800 photos (scripts/make_universal.py).
-TABLE_SETTINGS = {"norm": "inf", "xi": 10.0, "method": "sgd", "holdout": 0, "passes": 10, "seed": 0}
-TABLE_MINUTES = "about 10-30 s each on two CPU cores"
-#: What a live build on the samples shows (not yet re-measured with these settings).
-LIVE_NOTE = (
-    "Built from only 28 samples they generalise poorly (about 12% with the old settings, near the noise control); "
-    "the shipped Lite0 v, trained on 800 photos, is the one that shows the effect."
-)
 ORIGINS = {"shipped": "shipped with the app", "run": "from your run", "loaded": "loaded from a file"}
 
 
@@ -78,33 +69,11 @@ def applied_photo(model_name: str, sample_id: str | None, data: bytes | None, v:
     return universal.apply_to_photos(loaders.get_model(model_name), [photo], v)[0]
 
 
-@st.cache_resource
-def table_store() -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-    """Perturbations built for the cross-model table, shared by every session (slow to make, same for everyone)."""
-    return {}
-
-
 def table_perturbations() -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """The cross-model table's rows: each offline model's shipped v (scripts/make_universal.py --model M, all on the
+    same seeded split of the 999 photos, so one held-out set measures them all)."""
     rows = {m: shipped(m) for m in OFFLINE_MODELS}
-    return {m: rows[m] or table_store()[m] for m in OFFLINE_MODELS if rows[m] or m in table_store()}  # type: ignore[misc]
-
-
-def missing_table_models() -> list[str]:
-    return [m for m in OFFLINE_MODELS if m not in table_perturbations()]
-
-
-def build_table_rows(store: dict[str, Any]) -> Iterator[universal.UniversalProgress]:
-    """The work of "Compute": each missing offline model's perturbation built on all the packaged samples (none
-    held out: the table measures it on the shipped held-out photos); one that finishes goes into the shared
-    table_store at once, so a Stop keeps it."""
-    names, photos = image_set("samples")
-    for model_name in missing_table_models():
-        for last in universal.compute_universal(loaders.get_model(model_name), photos, **TABLE_SETTINGS):
-            store.update(building=model_name, last=last)
-            yield last
-        meta = {**last.to_json(model_name), "images": "samples"}
-        meta["heldout_images"] = [names[i] for i in last.heldout_ids]
-        table_store()[model_name] = (last.v.numpy(), meta)
+    return {m: row for m, row in rows.items() if row is not None}
 
 
 def _chosen(set_name: str, held: tuple[str, ...]) -> list[Any]:
@@ -196,6 +165,8 @@ def curves(slot: Any, history: list[tuple[int, float, float]]) -> None:
 def painter(slots: dict[str, Any], store: dict[str, Any], passes: int):
     def paint(p: universal.UniversalProgress) -> None:
         slots["status"].markdown(status(p, passes))
+        if "bar" in slots:  # beside Run: the pass reached of the most asked for
+            slots["bar"].progress(min(1.0, p.pass_index / passes), text=f"pass {p.pass_index} of at most {passes}")
         show_perturbation(slots["v"], store["v"], "v so far")
         curves(slots["curve"], store["history"])
 
@@ -242,7 +213,16 @@ def show_applied(model_name: str, a: universal.Applied) -> None:
         title = caption.split(":")[0] + f" ({widgets.model_title(model_name)})"
         target = target if a.fooled else None
         widgets.chart(
-            right, figures.bars(probs, IMAGENET_CATEGORIES, source=before, target=target, title=title, n_rows=5)
+            right,
+            figures.bars(
+                probs,
+                IMAGENET_CATEGORIES,
+                source=before,
+                target=target,
+                title=title,
+                n_rows=5,
+                pin_names=("before", "after"),  # v aims at no class: the label it had, and the one it has now
+            ),  # fmt: skip
         )
 
 
@@ -255,11 +235,13 @@ def show_table(usable: list[str]) -> None:
     set_name = first[1].get("images", "samples")  # type: ignore[index]
     table = cross_table(tuple(rows), tuple(r[0] for r in rows.values()), tuple(usable), held, set_name)
     text = [[f"{r:.0%}" for r in row] for row in table.ratio]
-    fig = figures.heatmap(table.rows, table.columns, table.ratio, text, title="Fooling ratio of v (rows) on models")
+    titles = [widgets.model_title(m) for m in table.rows], [widgets.model_title(m) for m in table.columns]
+    fig = figures.heatmap(*titles, table.ratio, text, title="Fooling ratio of each shipped v (rows) on each model")
     fig["layout"]["yaxis"]["title"]["text"] = "perturbation of"
     widgets.chart(st, fig)
     st.caption(
-        f"On the {table.n_images} shipped held-out photos (never trained on), by the same function as the status "
+        f"The perturbations shipped with the app (your run's is measured in the status line above), on the "
+        f"{table.n_images} shipped held-out photos (never trained on), by the same function as the status "
         f"line; each model at its own size."
     )
 
