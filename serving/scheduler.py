@@ -202,6 +202,8 @@ class Scheduler:
         self._live: dict[str, Ticket] = {}
         self._ids = 0
         self._batch_seconds = 4.0  # running mean of a batch's wall time, for the queue's estimate
+        self._batch_started = 0.0  # perf_counter() when the running batch began
+        self._batch_total = 1  # the running batch's planned steps (its attack's total_steps)
         self._batches = 0
         self._thread: threading.Thread | None = None
 
@@ -246,9 +248,19 @@ class Scheduler:
             if ticket.status != QUEUED:
                 return Waiting(0, 0.0)
             before = self._queue[: self._queue.index(ticket)]
-            batches = len({t.request.batch_key for t in before}) + (1 if self._running else 0)
             ahead = len(before) + len(self._running)
-            return Waiting(ahead, batches * self._batch_seconds)
+            return Waiting(ahead, len({t.request.batch_key for t in before}) * self._batch_seconds + self._left())
+
+    def _left(self) -> float:
+        """Seconds the running batch still needs: what is left of a typical batch (the running mean), counting
+        down, or, once it has run longer than that, as long again as it has taken (its own pace, never past its
+        planned steps; most runs stop early, so the planned total alone overstates it). Under the lock."""
+        if not self._running:
+            return 0.0
+        elapsed = time.perf_counter() - self._batch_started
+        done = max(len(t.steps) for t in self._running)
+        pace = elapsed / done * min(max(0, self._batch_total - done), done) if done else 0.0
+        return max(self._batch_seconds - elapsed, pace, 0.0)
 
     def follow(self, ticket: Ticket, *, poll_s: float = 0.25) -> Iterator[SampleStep | Waiting]:
         """A ticket's Steps from the first, live or replayed, with `Waiting` every `poll_s` while it is queued (a
@@ -297,6 +309,7 @@ class Scheduler:
             self._queue.remove(t)
             t._push(status=RUNNING)
         self._running = batch
+        self._batch_started, self._batch_total = time.perf_counter(), max(1, head.request.build().total_steps())
         return batch
 
     def _work(self) -> None:

@@ -571,6 +571,32 @@ def test_a_greyed_run_says_why_beside_it_and_offers_the_fix() -> None:
     assert at.selectbox(key=S.TARGET).value == S.LEAST_LIKELY and not at.button(key="run").disabled
 
 
+def test_the_time_in_the_queue_is_not_the_runs_own_time() -> None:
+    """Helper walk: a run that waited 24 s behind another said "26.6 s · 0.5 steps/s". steps() keeps the time
+    until the first step apart (record.queued_s), which the status line and the saved seconds take off."""
+    import time
+    import types
+
+    from serving.scheduler import Waiting
+
+    def work():
+        yield Waiting(1, 3.0)
+        time.sleep(0.3)
+        yield Waiting(1, 2.7)
+        yield "step 0"
+        time.sleep(0.2)
+        yield "step 1"
+
+    seen: list[str] = []
+    record = types.SimpleNamespace(steps_iter=work(), waiting=None, queued_s=0.0, record=seen.append)
+    items = lab_view.steps(record)
+    next(items), next(items)
+    assert record.waiting == "Waiting for the server: 1 run ahead of yours, about 3 s."
+    list(items)
+    assert seen == ["step 0", "step 1"] and record.waiting is None
+    assert 0.3 <= record.queued_s < 0.45  # the wait before step 0, not the 0.2 s between the steps
+
+
 def test_the_attack_picker_marks_the_black_box_attacks() -> None:
     """Helper walk: twelve attacks with no hint which never see the weights. Exactly the query-only ones (their
     model access is the Oracle, attacks.queries) are marked."""

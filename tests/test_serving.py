@@ -127,6 +127,27 @@ def test_a_queued_session_sees_the_runs_ahead_and_can_leave(clf, images) -> None
     assert gate.batches == 3  # fgsm; the remaining pgd; cw alone (not per-sample)
 
 
+def test_the_queue_estimate_counts_down_and_follows_a_slow_batchs_own_pace(clf) -> None:
+    """Helper walk: "about 7 s" stayed while the run ahead took 24 s. The running batch's share of the estimate is
+    what is left of a typical batch, counting down, then as long again as the batch has taken (never past its
+    planned steps)."""
+    import time
+    import types
+
+    scheduler = Scheduler(Gate(clf))
+    scheduler._batch_seconds, scheduler._batch_total = 4.0, 200
+    scheduler._running = [types.SimpleNamespace(steps=[])]
+    scheduler._batch_started = time.perf_counter() - 1.0
+    assert 2.9 < scheduler._left() <= 3.0  # 4 s typical, 1 s gone, no step yet
+    scheduler._batch_started = time.perf_counter() - 10.0
+    scheduler._running = [types.SimpleNamespace(steps=[0] * 5)]  # slow: 5 steps in 10 s
+    assert 9.9 < scheduler._left() < 10.2  # as long again (5 more steps at 2 s), not 195 steps x 2 s
+    scheduler._running = [types.SimpleNamespace(steps=[0] * 198)]
+    assert scheduler._left() < 0.2  # two planned steps left at 0.05 s each
+    scheduler._running = []
+    assert scheduler._left() == 0.0
+
+
 def test_a_failing_batch_fails_its_runs_and_the_worker_goes_on(clf, images) -> None:
     scheduler = Scheduler(Gate(clf))
     bad = scheduler.submit(dataclasses.replace(_request(clf, images, 0), model="missing"))

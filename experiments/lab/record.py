@@ -105,6 +105,7 @@ class RunRecord:
     steps_iter: Iterator[Any] | None = field(default=None, repr=False)  # Steps, and serving.Waiting while queued
     shared: bool = False  # another session asked for the identical run first: its steps are shared
     waiting: str | None = None  # while queued: where the run is in the server's queue
+    queued_s: float = 0.0  # seconds spent in the server's queue before the first step (not the run's own time)
 
     @property
     def labels(self) -> tuple[str, str | None]:

@@ -89,7 +89,7 @@ def live(
     elif job.status == "requested":
         run.drive(job, _not_ready)
     if record is not None and record.status == "running" and job.ended:
-        record.seconds = job.timing.active
+        record.seconds = max(0.0, job.timing.active - record.queued_s)  # the run's own time, without the queue
         errors = [text for level, text in job.notes if level == "error"]
         finish(record, job.status, errors[-1] if errors else None)
         if on_finish is not None:
@@ -209,7 +209,8 @@ class LiveView:
 
     def draw_status(self, record: RunRecord, t: run.Timing, note: str = "") -> None:
         done = len(record.steps)
-        rate = done / t.active if t.active and not record.shared else 0.0
+        own = max(0.0, t.active - record.queued_s)  # the run's time; the queue's is said apart
+        rate = done / own if own and not record.shared else 0.0
         flip = f" · label flipped at step {record.flip_step}" if record.flip_step is not None else ""
         if record.waiting is not None:
             self.status.markdown(f":material/hourglass_top: {record.waiting}{note}")
@@ -217,7 +218,8 @@ class LiveView:
         shared = " · shared with other students who asked for the same run" if record.shared else ""
         queries = f"{record.queries[-1]:,} model queries · " if record.queries else ""
         self.status.markdown(
-            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {queries}{t.active:.1f} s · "
+            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {queries}{own:.1f} s · "
+            + (f"after {record.queued_s:.0f} s in the queue · " if record.queued_s >= 0.5 else "")
             + (f"{rate:.1f} steps/s · " if rate else "")
             + f"{record.status}{flip}{shared}{note}"
         )
@@ -457,9 +459,11 @@ def steps(record: RunRecord) -> Iterator[Step | Waiting]:
     """The run's work for ui.run.drive: `Waiting` while queued (a yield point, so Stop works), then each Step
     recorded as it comes."""
     assert record.steps_iter is not None
+    asked = perf_counter()
     for item in record.steps_iter:
         if isinstance(item, Waiting):
             record.waiting = item.sentence()
+            record.queued_s = perf_counter() - asked  # until the first step: the queue's time, not the run's
         else:
             record.waiting = None
             record.record(item)
