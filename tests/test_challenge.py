@@ -457,7 +457,20 @@ def test_the_lab_locked_to_a_challenge_submits_each_finished_run(app_db: Challen
     assert entry.success and app_db.image(code, entry.id) == record.adversarial_png
     assert any("Submitted: fooled the model within the budget" in s.value for s in at.success)
     # The address keeps the challenge and, once joined, this session's player key (a reload plays on as Ana).
-    assert dict(at.query_params) == {"challenge": code, "player": at.session_state["challenge.player_key"]}
+    key = at.session_state["challenge.player_key"]
+    assert dict(at.query_params) == {"challenge": code, "player": key}
+
+    def standing(at: AppTest) -> list[str]:
+        return [m.value for m in at.markdown if "You are" in m.value]
+
+    assert standing(at) == [":material/leaderboard: You are **#1 of 1** on the board."]
+    # A classmate submits a smaller change that works: Ana's place follows (the fragment reads the store).
+    app_db.join(code, "Bo", "key-bo")
+    app_db.submit(code, "Bo", "key-bo", "key-bo:1", _score(success=True, rms=entry.rms / 2))
+    at.run()
+    assert standing(at) == [":material/leaderboard: You are **#2 of 2** on the board."]
+    again = _page("pages/attack_lab.py", challenge=code, player=key)  # a reload: the place, from the store
+    assert standing(again) == standing(at)
 
 
 def test_a_reloaded_students_page_plays_on_under_its_nickname(app_db: ChallengeStore) -> None:

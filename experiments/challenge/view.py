@@ -188,11 +188,11 @@ def lab_header(mode: LabMode, *, disabled: bool) -> Any:
         args=(ch.code, mode.player_key),
         help="Only a nickname: no other personal data. Press Enter to join.",
     )
-    with right:
+    with right:  # the invitation itself is beside Run (ui.pickers.run_blocker); here only a refused name
         if problem := st.session_state.get("challenge.join_error"):
             widgets.error(problem)
         else:
-            st.warning("Type a nickname and press Enter to take part: Run starts once you have joined.")
+            st.caption("Your nickname goes on the class board; press Enter to join.")
     return st.container()
 
 
@@ -229,24 +229,31 @@ def submit(mode: LabMode, record: RunRecord) -> None:
 
 
 def lab_result(mode: LabMode, record: RunRecord | None, slot: Any) -> None:
-    """What happened to the last run's submission, in one line."""
-    if record is None or record.status == "running":
+    """What happened to the last run's submission, in one line, and the player's place on the board, kept up to
+    date as classmates submit (from the store, so a reloaded page shows it too)."""
+    if (record is not None and record.status == "running") or mode.nickname is None:
         return
-    outcome = st.session_state.get(_SUBMITTED, {}).get(record.run_id)
-    if outcome is None:
-        return
+    outcome = None if record is None else st.session_state.get(_SUBMITTED, {}).get(record.run_id)
     with slot:
         if isinstance(outcome, str):
             widgets.error(f"Not submitted: {outcome}")
-            return
-        entry = next((e for e in store().entries(mode.challenge.code) if e.id == outcome), None)
-        if entry is None:  # the teacher deleted the challenge meanwhile
-            return
-        text = _entry_sentence(entry, mode.challenge)
-        standing = store().rank(mode.challenge.code, mode.nickname or "")
-        if standing is not None:
-            text += f" You are **#{standing[0]} of {standing[1]}** on the board."
-        (st.success if entry.success else st.warning)(f"Submitted: {text}", icon=":material/how_to_reg:")
+        elif outcome is not None:
+            entry = next((e for e in store().entries(mode.challenge.code) if e.id == outcome), None)
+            if entry is not None:  # None: the teacher deleted the challenge meanwhile
+                text = _entry_sentence(entry, mode.challenge)
+                (st.success if entry.success else st.warning)(f"Submitted: {text}", icon=":material/how_to_reg:")
+        _standing(mode.challenge.code, mode.nickname)
+
+
+@st.fragment(run_every=REFRESH_S)
+def _standing(code: str, nickname: str) -> None:
+    """ "You are #k of n on the board", redrawn every few seconds on its own (the rest of the page stays put)."""
+    try:
+        standing = store().rank(code, nickname)
+    except ChallengeError:  # deleted meanwhile: the next full rerun says so
+        return
+    if standing is not None:
+        st.markdown(f":material/leaderboard: You are **#{standing[0]} of {standing[1]}** on the board.")
 
 
 def _entry_sentence(e: Entry, ch: Challenge) -> str:
