@@ -104,6 +104,7 @@ class Param:
     help: str = ""
     unit: str = ""
     integer: bool = False
+    label: str = ""  # the page's label where the shared one (ui.pickers.PARAM_LABELS) would mislead
 
     def validate(self, value: Any) -> int | float:
         """The value as int/float when it is a number in [low, high]; anything else is one AttackError line."""

@@ -55,6 +55,7 @@ class SimBA(BlackBoxAttack):
             10.0,
             "L2 length of each step in [0,1] pixel units (paper: 0.2; with 8-bit queries a 0.2 DCT step on 224 px "
             "changes no saved value).",
+            label="Step length ε (L2, 0-1 pixels)",  # a step, not the budget: SimBA's budget is its queries
         ),
         Param(
             "queries",
@@ -64,11 +65,33 @@ class SimBA(BlackBoxAttack):
             "Query budget per image; each direction costs 1 or 2 queries (paper: up to 20000 targeted).",
             integer=True,
         ),
-        Param("dct", 1, 0, 1, "1: low-frequency DCT basis (SimBA-DCT); 0: single pixel values.", integer=True),
         Param(
-            "freq_dims", 28, 1, 1024, "DCT: side of the lowest-frequency square tried first (paper: 28).", integer=True
+            "dct",
+            1,
+            0,
+            1,
+            "1: low-frequency DCT basis (SimBA-DCT); 0: single pixel values.",
+            integer=True,
+            label="Smooth patterns (DCT, 1 = yes)",
         ),
-        Param("stride", 7, 1, 1024, "DCT: width of each following ring of frequencies (paper: 7).", integer=True),
+        Param(
+            "freq_dims",
+            28,
+            1,
+            1024,
+            "DCT: side of the lowest-frequency square tried first (paper: 28).",
+            integer=True,
+            label="DCT: first square (frequencies)",
+        ),
+        Param(
+            "stride",
+            7,
+            1,
+            1024,
+            "DCT: width of each following ring of frequencies (paper: 7).",
+            integer=True,
+            label="DCT: ring width",
+        ),
     )
 
     def total_steps(self) -> int:

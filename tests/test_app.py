@@ -607,6 +607,9 @@ def test_the_attack_picker_marks_the_black_box_attacks() -> None:
     expected = {c.title.split(" (")[0] for c in ATTACKS.values() if issubclass(c, BlackBoxAttack)}
     assert marked == expected and {"Square Attack L-inf", "SimBA", "HopSkipJump L2"} <= marked
     assert "PGD L-inf" in options
+    # SimBA's ε is a step length, not a budget (its budget is the queries): its own label says so.
+    labels = [n.label for n in _app(attack="simba").number_input]
+    assert "Step length ε (L2, 0-1 pixels)" in labels and "Budget ε" not in labels
 
 
 def test_a_result_whose_settings_changed_says_it_is_the_last_run() -> None:

@@ -330,7 +330,7 @@ def param_input(param: Param, key: str, *, disabled: bool = False) -> float:
     can set the widget without Streamlit's "default value and Session State" warning.
     """
     st.session_state.setdefault(key, int(param.default) if param.integer else float(param.default))
-    label = PARAM_LABELS.get(param.name, param.name.replace("_", " ").capitalize())
+    label = param.label or PARAM_LABELS.get(param.name, param.name.replace("_", " ").capitalize())
     if param.unit and param.unit != "rms":
         label += f" ({param.unit})"
     if param.integer:
