@@ -271,7 +271,7 @@ def _target_label(choice: state.TargetChoice) -> str:
     if choice == state.RANDOM:
         return "★ random class"
     if choice == state.UNTARGETED:
-        return "★ any other class (untargeted)"
+        return "★ untargeted: any other class"  # the key word first: a narrow box cuts the end
     name = IMAGENET_CATEGORIES[int(choice)]
     return f"{name} (#{choice})" if IMAGENET_CATEGORIES.count(name) > 1 else name
 
@@ -298,7 +298,8 @@ def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[state.Tar
         key=state.TARGET,
         format_func=_target_label,
         disabled=disabled,
-        help="Type to search the 1000 ImageNet classes.",
+        help="Type to search the 1000 ImageNet classes. The ★ choices at the top of the list: untargeted (any "
+        "other class), the least likely class, a random class.",
     )
     if seen is None:
         return choice, False
@@ -308,6 +309,8 @@ def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[state.Tar
         return choice, False
     if choice == state.LEAST_LIKELY:
         st.caption(f"Least likely now: {IMAGENET_CATEGORIES[int(seen.probs.argmin())]}")
+    elif isinstance(choice, int):
+        st.caption("Or type ★ for untargeted, least likely or random.")
     return choice, True
 
 

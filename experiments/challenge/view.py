@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 import urllib.parse
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -471,7 +470,6 @@ _WIDTHS = {"#": 30, "nickname": 104, "seen as": 122, "RMS": 60, "max": 50, "work
 @st.fragment(run_every=REFRESH_S)
 def _board(code: str) -> None:
     """The live board: counts, the ranked table, the best few side by side, and the gallery once revealed."""
-    started = time.perf_counter()
     try:
         board = store().board(code)
     except ChallengeError as err:
@@ -524,7 +522,6 @@ def _board(code: str) -> None:
                 if png is not None:
                     mark = "✓" if e.success else "✗"
                     col.image(png, output_format="PNG", width="stretch", caption=f"{mark} {e.nickname} · {e.label}")
-    st.caption(f"Board drawn in {time.perf_counter() - started:.2f} s.")
 
 
 def _array(png: bytes) -> np.ndarray:
