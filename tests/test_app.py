@@ -552,15 +552,21 @@ def test_a_run_interrupted_before_its_first_step_resumes() -> None:
     assert not job._resumable()
 
 
+def _greyed_then_fixed(words: str, **query: str) -> AppTest:
+    """The Lab opened on a link whose Run is greyed with `words` said beside it; its one-click fix pressed."""
+    at = _app(**query)
+    assert not at.exception, at.exception
+    assert at.button(key="run").disabled
+    assert any(words in w.value for w in at.warning), [w.value for w in at.warning]
+    at.button(key="lab-fix").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
 def test_a_greyed_run_says_why_beside_it_and_offers_the_fix() -> None:
     """Issue 20: untargeted + Relabel (targeted only) greys Run; the reason is in the status line beside it (not only
     in the setup), with a button that switches to PGD, after which Run is on and the reason gone."""
-    at = _app(target="untargeted", attack="relabel")
-    assert not at.exception, at.exception
-    assert at.button(key="run").disabled
-    assert any("Relabel needs a target class" in w.value for w in at.warning), [w.value for w in at.warning]
-    at.button(key="lab-fix").click().run()
-    assert not at.exception, at.exception
+    at = _greyed_then_fixed("Relabel needs a target class", target="untargeted", attack="relabel")
     assert at.selectbox(key=S.ATTACK).value == "pgd"
     assert not at.button(key="run").disabled
     assert not any("needs a target class" in w.value for w in at.warning)
@@ -638,12 +644,7 @@ def test_a_targeted_label_only_attack_without_a_starting_photo_says_so_beside_ru
     from images.imagesets import class_examples
     from ui import loaders
 
-    at = _app(attack="hopskipjump", target="umbrella")
-    assert not at.exception, at.exception
-    assert at.button(key="run").disabled
-    assert any("none ships for umbrella" in w.value for w in at.warning), [w.value for w in at.warning]
-    at.button(key="lab-fix").click().run()
-    assert not at.exception, at.exception
+    at = _greyed_then_fixed("none ships for umbrella", attack="hopskipjump", target="umbrella")
     reachable = set(class_examples(loaders.get_model("efficientnet_lite0")))
     assert at.selectbox(key=S.TARGET).value in reachable and 879 not in reachable
     assert not at.button(key="run").disabled and not any("none ships" in w.value for w in at.warning)
