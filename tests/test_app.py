@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import io
+import json
 import re
 import struct
 import subprocess
@@ -688,3 +689,8 @@ def test_presenter_view_from_the_link_and_the_toggle() -> None:
     assert not at.toggle(key=S.PRESENT).value and not styled(at)
     at.toggle(key=S.PRESENT).set_value(True).run()
     assert styled(at) and at.session_state[S.SETUP_OPEN] is False
+    # After a run the bars' class names are drawn larger too (their axis has its own tick size).
+    at.button(key="run").click().run()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    ticks = [f["layout"]["yaxis"]["tickfont"]["size"] for f in specs if "tickfont" in f["layout"].get("yaxis", {})]
+    assert ticks and all(t == round(15 * lab_view.PRESENTER_FONT_SCALE) for t in ticks), ticks

@@ -204,6 +204,9 @@ class LiveView:
         if self.font_scale != 1.0:  # the presenter view: the story readable from the back row
             layout = figure["layout"]
             layout["font"] = {**layout.get("font", {}), "size": round(figures.FONT["size"] * self.font_scale)}
+            for name, axis in layout.items():  # an axis's own tick size (the bars' class names) grows alike
+                if name.startswith(("xaxis", "yaxis")) and "size" in axis.get("tickfont", {}):
+                    axis["tickfont"] = {**axis["tickfont"], "size": round(axis["tickfont"]["size"] * self.font_scale)}
             layout["height"] = round(layout.get("height", 340) * 1.15)
         slot.plotly_chart(figure, key=f"chart-{next(self._keys)}", config={"displayModeBar": False})
 
