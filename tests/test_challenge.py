@@ -461,14 +461,19 @@ def test_the_lab_locked_to_a_challenge_submits_each_finished_run(app_db: Challen
     assert dict(at.query_params) == {"challenge": code, "player": key}
 
     def standing(at: AppTest) -> list[str]:
-        return [m.value for m in at.markdown if "You are" in m.value]
+        texts = [e.value for e in [*at.success, *at.warning, *at.markdown]]
+        return [t[t.index("You are") :] for t in texts if "You are" in t]
 
-    assert standing(at) == [":material/leaderboard: You are **#1 of 1** on the board."]
+    assert standing(at) == ["You are **#1 of 1** on the board."]
+    # one line for the submission and the place (the verdict's numbers are the story's, not repeated)
+    assert [s.value for s in at.success if s.value.startswith("Submitted")] == [
+        "Submitted: fooled the model within the budget. You are **#1 of 1** on the board."
+    ]
     # A classmate submits a smaller change that works: Ana's place follows (the fragment reads the store).
     app_db.join(code, "Bo", "key-bo")
     app_db.submit(code, "Bo", "key-bo", "key-bo:1", _score(success=True, rms=entry.rms / 2))
     at.run()
-    assert standing(at) == [":material/leaderboard: You are **#2 of 2** on the board."]
+    assert standing(at) == ["You are **#2 of 2** on the board."]
     again = _page("pages/attack_lab.py", challenge=code, player=key)  # a reload: the place, from the store
     assert standing(again) == standing(at)
 
@@ -488,11 +493,11 @@ def test_a_reloaded_students_page_plays_on_under_its_nickname(app_db: ChallengeS
     assert key == at.session_state["challenge.player_key"] and app_db.nickname_of(code, key) == "Ana"
     again = _page("pages/attack_lab.py", challenge=code, player=key)
     assert not again.exception, again.exception
-    assert any("Playing as **Ana**" in m.value for m in again.markdown)
+    assert any("Playing as **Ana**" in m.value for m in again.info)
     assert not again.button(key="run").disabled and again.session_state["challenge.player_key"] == key
     for other in ("x" * 24, "bad key!"):
         stranger = _page("pages/attack_lab.py", challenge=code, player=other)
-        assert not any("Playing as" in m.value for m in stranger.markdown)
+        assert not any("Playing as" in m.value for m in stranger.info)
         assert stranger.button(key="run").disabled and stranger.session_state["challenge.player_key"] != key
 
 

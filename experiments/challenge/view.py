@@ -168,13 +168,12 @@ def lab_header(mode: LabMode, *, disabled: bool) -> Any:
     """The challenge's goal, the nickname box and the player's standing; returns a container for the last result."""
     ch = mode.challenge
     rule = RULE_TITLES[ch.allowed]
+    playing = f" · Playing as **{mode.nickname}**" if mode.nickname is not None else ""
     st.info(
-        f"**Challenge {ch.code}** · {goal_sentence(ch)} Allowed: {rule} · {_time_left(ch)}.", icon=":material/flag:"
-    )
+        f"**Challenge {ch.code}** · {goal_sentence(ch)} Allowed: {rule} · {_time_left(ch)}{playing}.",
+        icon=":material/flag:",
+    )  # one box, so the story (verdict, images, bars) keeps the first screen at 1366x768
     if mode.nickname is not None:
-        st.markdown(
-            f"Playing as **{mode.nickname}**. Every finished run is scored by the server and goes on the board."
-        )
         return st.container()
     left, right = st.columns([1, 2], vertical_alignment="bottom")
     left.text_input(
@@ -236,33 +235,35 @@ def lab_result(mode: LabMode, record: RunRecord | None, slot: Any) -> None:
     with slot:
         if isinstance(outcome, str):
             widgets.error(f"Not submitted: {outcome}")
-        elif outcome is not None:
-            entry = next((e for e in store().entries(mode.challenge.code) if e.id == outcome), None)
-            if entry is not None:  # None: the teacher deleted the challenge meanwhile
-                text = _entry_sentence(entry, mode.challenge)
-                (st.success if entry.success else st.warning)(f"Submitted: {text}", icon=":material/how_to_reg:")
-        _standing(mode.challenge.code, mode.nickname)
+            outcome = None
+        _standing(mode.challenge.code, mode.nickname, outcome)
 
 
 @st.fragment(run_every=REFRESH_S)
-def _standing(code: str, nickname: str) -> None:
-    """ "You are #k of n on the board", redrawn every few seconds on its own (the rest of the page stays put)."""
+def _standing(code: str, nickname: str, entry_id: int | None) -> None:
+    """The last run's submission (its verdict is the story's, so here only what the board made of it) and "you are
+    #k of n on the board", in one line redrawn every few seconds on its own (the rest of the page stays put)."""
     try:
         standing = store().rank(code, nickname)
+        entry = next((e for e in store().entries(code) if e.id == entry_id), None) if entry_id is not None else None
+        challenge = store().get(code)
     except ChallengeError:  # deleted meanwhile: the next full rerun says so
         return
-    if standing is not None:
-        st.markdown(f":material/leaderboard: You are **#{standing[0]} of {standing[1]}** on the board.")
+    place = f"You are **#{standing[0]} of {standing[1]}** on the board." if standing is not None else ""
+    if entry is not None:
+        head = _entry_head(entry, challenge)
+        (st.success if entry.success else st.warning)(f"Submitted: {head}. {place}", icon=":material/how_to_reg:")
+    elif place:
+        st.markdown(f":material/leaderboard: {place}")
 
 
-def _entry_sentence(e: Entry, ch: Challenge) -> str:
+def _entry_head(e: Entry, ch: Challenge) -> str:
+    """What the board made of an entry (the verdict's numbers are in the story above it)."""
     if e.success:
-        head = "fooled the model within the budget"
-    elif e.fooled:
-        head = f"fooled the model but over the budget ({budget_text(ch)})"
-    else:
-        head = "did not fool the model"
-    return f"{head} — seen as {e.label} ({e.probability:.0%}), RMS {e.rms:.4f}, max change {e.linf_255}/255."
+        return "fooled the model within the budget"
+    if e.fooled:
+        return f"fooled the model but over the budget ({budget_text(ch)})"
+    return "did not fool the model"
 
 
 # ------------------------------------------------------------------------------------------------ the teacher's page
