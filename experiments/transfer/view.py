@@ -140,7 +140,7 @@ def show_result(result: TransferResult) -> None:
                 width="small",
                 help="The adversarial image's probability of this model's class of the clean image.",
             ),
-            "fooled": st.column_config.CheckboxColumn(header, width="small", help=fooled_help),
+            "fooled": st.column_config.CheckboxColumn(header, width=118, help=fooled_help),  # the rule, whole
         },
     )
     st.caption(f"**Fooled** in each row: {result.fooled_rule}.")
