@@ -117,3 +117,16 @@ def test_tied_rates_are_ranked_by_the_mean_rms_of_their_successes():
     out = report(rows, names, study_cap=0.01, k=2)
     assert [c["class"] for c in out["easiest_to_modify"]] == [1, 2] and out["modify_ties"]["at_top"] == 3
     assert out["hardest_to_modify"][0]["mean_rms"] is None  # no success: no mean RMS (JSON null, not inf)
+
+
+def test_the_per_class_histogram_counts_whole_classes() -> None:
+    """Helper walk: a small study's histogram had ticks at 0.5 and 1.5 classes. Its y ticks step by whole classes
+    (about five ticks up to the fullest bin), and every rate lands in one 5%-wide bin centred on a multiple of 5%."""
+    from experiments.study import figures as study_figures
+    from experiments.study import susceptibility as sus
+
+    few = {0: sus.Rate(1.0, 2), 1: sus.Rate(0.5, 2)}
+    assert study_figures.histogram(few, "modify")["layout"]["yaxis"]["dtick"] == 1
+    many = {c: sus.Rate(1.0, 1) for c in range(23)} | {99: sus.Rate(0.0, 1)}  # 23 classes in the 100% bin
+    fig = study_figures.histogram(many, "mimic")
+    assert fig["layout"]["yaxis"]["dtick"] == 5 and fig["layout"]["yaxis"]["tick0"] == 0

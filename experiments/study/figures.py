@@ -4,6 +4,8 @@ curve, the per-class histograms, modify vs mimic and the class-group heatmap. Pl
 
 from __future__ import annotations
 
+import collections
+import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -100,6 +102,8 @@ def histogram(rates: dict[int, sus.Rate], kind: str) -> dict[str, Any]:
     }
     layout = _layout(f"{kind.title()} rate per {side} class", f"{kind} rate", "classes", height=280)
     layout["xaxis"].update({"range": [-0.03, 1.03], "tickformat": ".0%"})
+    tallest = max(collections.Counter(round(v / 0.05) for v in values).values())  # classes in the fullest bin
+    layout["yaxis"].update({"tick0": 0, "dtick": max(1, math.ceil(tallest / 5))})  # whole classes: no 0.5 ticks
     layout["shapes"] = [
         {
             "type": "line",
