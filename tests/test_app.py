@@ -429,6 +429,13 @@ def test_snapshots_stay_bounded_over_a_long_run() -> None:
         snaps.add(step, frame)
     assert len(snaps.frames) <= 16 and max(snaps.frames) == 9996 and min(snaps.frames) == 0
     assert snaps.at(5000)[0] <= 5000
+    # every step of a 1000-step run: the kept ones evenly spaced (one stride), the last step always among them
+    snaps = lab_record.Snapshots(capacity=16)
+    for step in range(1000):
+        snaps.add(step, frame)
+    kept = sorted(snaps.frames)
+    assert len(kept) <= 16 and kept[-1] == 999 and kept[0] == 0
+    assert len({b - a for a, b in zip(kept[:-1], kept[1:-1], strict=False)}) == 1, kept
 
 
 def test_no_gradients_in_pages_or_ui() -> None:

@@ -29,17 +29,22 @@ run_ids = itertools.count(1)  # one id per run in this process (widget keys of i
 
 @dataclass
 class Snapshots:
-    """Adversarial images kept for the replay: at most `capacity`, thinned evenly as a long run grows."""
+    """Adversarial images kept for the replay: at most `capacity`, evenly spaced as a long run grows (the steps that
+    are multiples of `stride`, which doubles when they would not fit), plus always the latest one."""
 
     capacity: int = 48
     frames: dict[int, np.ndarray] = field(default_factory=dict)  # step -> (H, W, 3) uint8
+    stride: int = 1
+    latest: int | None = None
 
     def add(self, step: int, image: np.ndarray) -> None:
+        if self.latest is not None and self.latest % self.stride:  # the previous latest was kept only as latest
+            self.frames.pop(self.latest, None)
         self.frames[step] = image
-        if len(self.frames) > self.capacity:
-            keys = sorted(self.frames)
-            keep = set(keys[::2]) | {keys[-1]}
-            self.frames = {k: self.frames[k] for k in keys if k in keep}
+        self.latest = step
+        while len(self.frames) > self.capacity:
+            self.stride *= 2
+            self.frames = {k: v for k, v in self.frames.items() if k % self.stride == 0 or k == step}
 
     def at(self, step: int) -> tuple[int, np.ndarray] | None:
         """The latest snapshot at or before `step`."""
