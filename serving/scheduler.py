@@ -302,14 +302,15 @@ class Scheduler:
         """The oldest queued run and every queued run of its kind (up to max_batch), when its attack is per-sample."""
         head = self._queue[0]
         batch = [head]
-        if self._batched(head.request.build()):  # built once at submit: settings are valid
+        attack = head.request.build()  # built once at submit: settings are valid
+        if self._batched(attack):
             batch += [t for t in self._queue[1:] if t.request.batch_key == head.request.batch_key]
         batch = batch[: self.max_batch]
         for t in batch:
             self._queue.remove(t)
             t._push(status=RUNNING)
         self._running = batch
-        self._batch_started, self._batch_total = time.perf_counter(), max(1, head.request.build().total_steps())
+        self._batch_started, self._batch_total = time.perf_counter(), max(1, attack.total_steps())
         return batch
 
     def _work(self) -> None:

@@ -165,8 +165,7 @@ def curves(slot: Any, history: list[tuple[int, float, float]]) -> None:
 def painter(slots: dict[str, Any], store: dict[str, Any], passes: int):
     def paint(p: universal.UniversalProgress) -> None:
         slots["status"].markdown(status(p, passes))
-        if "bar" in slots:  # beside Run: the pass reached of the most asked for
-            slots["bar"].progress(min(1.0, p.pass_index / passes), text=f"pass {p.pass_index} of at most {passes}")
+        slots["bar"].progress(min(1.0, p.pass_index / passes), text=f"pass {p.pass_index} of at most {passes}")
         show_perturbation(slots["v"], store["v"], "v so far")
         curves(slots["curve"], store["history"])
 
@@ -222,7 +221,7 @@ def show_applied(model_name: str, a: universal.Applied) -> None:
                 title=title,
                 n_rows=5,
                 pin_names=("before", "after"),  # v aims at no class: the label it had, and the one it has now
-            ),  # fmt: skip
+            ),
         )
 
 
