@@ -77,7 +77,9 @@ def _run(key: str, done: str = "", untick: str = ""):
             page.wait_for_timeout(500)
             page.wait_for_selector(IDLE)
         page.locator(f".st-key-{key} button:visible").first.click()
-        page.wait_for_selector(f".st-key-{key} button:visible[disabled]")
+        # the run under way (Run greyed), or, for a run the server already has (identical runs are shared and
+        # replayed at once), its verdict: a replay can end before the greyed button is ever drawn
+        page.wait_for_selector(f".st-key-{key} button:visible[disabled]" + (f", {done}" if done else ""))
         if done:
             page.wait_for_selector(done)
         page.wait_for_selector(f".st-key-{key} button:visible:not([disabled])")
