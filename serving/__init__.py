@@ -75,10 +75,19 @@ def models() -> ModelCache:
 
 
 def scheduler() -> Scheduler:
-    """The process's attack scheduler, on the process's model cache."""
+    """The process's attack scheduler: on the process's model cache, or with ADVLAB_BACKEND=ray on a Ray Serve
+    deployment (serving.ray_serve; ADVLAB_RAY_ADDRESS names a running cluster, unset starts a local Ray)."""
     global _scheduler
+    backend = os.environ.get("ADVLAB_BACKEND", "local")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"ADVLAB_BACKEND must be 'local' or 'ray', not {backend!r}")
     cache = models()
     with _lock:
-        if _scheduler is None:
+        if _scheduler is None and backend == "ray":
+            from serving import ray_serve
+
+            handle = ray_serve.start(address=os.environ.get("ADVLAB_RAY_ADDRESS") or None, max_batch=MAX_BATCH)
+            _scheduler = ray_serve.ServeScheduler(handle, max_batch=MAX_BATCH)
+        elif _scheduler is None:
             _scheduler = Scheduler(cache.using, max_batch=MAX_BATCH)
         return _scheduler

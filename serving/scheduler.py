@@ -355,33 +355,55 @@ class Scheduler:
             self._run_on(model, batch)
 
     def _run_on(self, model: Any, batch: list[Ticket]) -> None:
-        req = batch[0].request
-        device = model.device
-        x = torch.cat([t.request.image for t in batch]).to(device)  # (N, 3, H, W)
-        source = torch.tensor([t.request.source for t in batch], device=device)  # (N,)
-        target = None if req.target is None else torch.tensor([t.request.target for t in batch], device=device)
-        goal = Goal(source, target, req.confidence)
-        open_ = list(range(len(batch)))
-        attack = req.build()
-        if getattr(attack, "decision_based", False):  # HopSkipJump: the photos it owns to start from, as the CLI's
-            attack.starts = starting_images(model, None if target is None else target.tolist(), attack.name)
-        steps = drive(attack, model, x, goal, seeds=[t.request.seed for t in batch])
-        try:
-            for step in steps:
-                for j in list(open_):
-                    item = SampleStep.of(step, j)
+        open_ = set(range(len(batch)))
+
+        def wanted(j: int) -> bool:
+            with self._lock:
+                if batch[j].watchers == 0:  # everyone left: stop feeding it
+                    batch[j]._push(status=CANCELLED)
+                    return False
+                return True
+
+        for items in batch_steps(model, [t.request for t in batch], wanted=wanted):
+            for j, item in enumerate(items):
+                if item is not None:
                     batch[j]._push(item)
                     if bool(item.done[0]):
-                        open_.remove(j)
+                        open_.discard(j)
                         batch[j]._push(status=FINISHED)
-                with self._lock:
-                    for j in list(open_):
-                        if batch[j].watchers == 0:  # everyone left: stop feeding it
-                            open_.remove(j)
-                            batch[j]._push(status=CANCELLED)
-                if not open_:
-                    break
-        finally:
-            steps.close()
+            open_ = {j for j in open_ if batch[j].status == RUNNING}
         for j in open_:  # the attack ended without marking it done (cannot happen with SampleLoop): end it anyway
             batch[j]._push(status=FINISHED)
+
+
+def batch_steps(
+    model: Any, requests: list[RunRequest], *, wanted: Callable[[int], bool] = lambda j: True
+) -> Iterator[list[SampleStep | None]]:
+    """Runs of one kind (`RunRequest.batch_key`) as one batch through attacks.runner.drive: per attack Step, one
+    entry per request, its SampleStep while its run is open, None once it ended. A run ends after its first done
+    Step (exactly the Step stream of that run alone) or when `wanted(j)`, asked after each Step, says False.
+    Ends when every run has ended. The in-process scheduler and the Ray Serve replicas both run batches here."""
+    req = requests[0]
+    device = model.device
+    x = torch.cat([r.image for r in requests]).to(device)  # (N, 3, H, W)
+    source = torch.tensor([r.source for r in requests], device=device)  # (N,)
+    target = None if req.target is None else torch.tensor([r.target for r in requests], device=device)  # (N,)
+    goal = Goal(source, target, req.confidence)
+    open_ = list(range(len(requests)))
+    attack = req.build()
+    if getattr(attack, "decision_based", False):  # HopSkipJump: the photos it owns to start from, as the CLI's
+        attack.starts = starting_images(model, None if target is None else target.tolist(), attack.name)
+    steps = drive(attack, model, x, goal, seeds=[r.seed for r in requests])
+    try:
+        for step in steps:
+            items: list[SampleStep | None] = [None] * len(requests)
+            for j in list(open_):
+                items[j] = SampleStep.of(step, j)
+                if bool(items[j].done[0]):
+                    open_.remove(j)
+            yield items
+            open_ = [j for j in open_ if wanted(j)]
+            if not open_:
+                break
+    finally:
+        steps.close()
