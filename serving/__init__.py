@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -86,7 +87,10 @@ def scheduler() -> Scheduler:
         if _scheduler is None and backend == "ray":
             from serving import ray_serve
 
-            handle = ray_serve.start(address=os.environ.get("ADVLAB_RAY_ADDRESS") or None, max_batch=MAX_BATCH)
+            # On the page-work thread, which lives as long as the process: a local Ray's raylet dies with the thread
+            # that started it (PR_SET_PDEATHSIG), and a session's script thread ends after every rerun.
+            address = os.environ.get("ADVLAB_RAY_ADDRESS") or None
+            handle = page_work(functools.partial(ray_serve.start, address=address, max_batch=MAX_BATCH))
             _scheduler = ray_serve.ServeScheduler(handle, max_batch=MAX_BATCH)
         elif _scheduler is None:
             _scheduler = Scheduler(cache.using, max_batch=MAX_BATCH)

@@ -4,6 +4,7 @@ picked by ADVLAB_BACKEND."""
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 import pytest
@@ -118,8 +119,8 @@ def test_a_run_left_on_ray_serve_stops_in_the_replica(handle, lite0, cat) -> Non
 
 
 def test_the_backend_is_picked_by_advlab_backend(monkeypatch) -> None:
-    """Unset or `local`: the in-process scheduler; `ray`: the Serve one (start() stubbed: no cluster here); anything
-    else: one line naming the choices."""
+    """Unset or `local`: the in-process scheduler; `ray`: the Serve one (start() stubbed: no cluster here), started
+    on a thread that lives as long as the process; anything else: one line naming the choices."""
     monkeypatch.setattr(serving, "_scheduler", None)
     monkeypatch.setenv("ADVLAB_BACKEND", "local")
     assert type(serving.scheduler()) is Scheduler
@@ -131,8 +132,19 @@ def test_the_backend_is_picked_by_advlab_backend(monkeypatch) -> None:
             assert kw == {"stream": True}
             return self
 
-    monkeypatch.setattr(ray_serve, "start", lambda **kw: Handle())
+    starters: list[threading.Thread] = []
+
+    def start(**kw: object) -> Handle:
+        starters.append(threading.current_thread())
+        return Handle()
+
+    monkeypatch.setattr(ray_serve, "start", start)
+    script = threading.Thread(target=serving.scheduler)  # a session's script thread: it ends after the rerun
+    script.start()
+    script.join()
     assert isinstance(serving.scheduler(), ray_serve.ServeScheduler)
+    # Ray is started on a thread that outlives the script's: a local raylet dies with the thread that started it
+    assert len(starters) == 1 and starters[0].name.startswith("advlab-page-work") and starters[0].is_alive()
     monkeypatch.setattr(serving, "_scheduler", None)
     monkeypatch.setenv("ADVLAB_BACKEND", "gpu-box")
     with pytest.raises(ValueError, match="ADVLAB_BACKEND must be 'local' or 'ray', not 'gpu-box'"):
