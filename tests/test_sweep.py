@@ -39,11 +39,18 @@ one_thread = pytest.fixture(one_torch_thread)
 _key = rows_key
 
 
-def _sweep(model: TinyClassifier, db: Path, study: Study | None = None, chunk: int = 2, stop_after: int | None = None):
+def _sweep(
+    model: TinyClassifier,
+    db: Path,
+    study: Study | None = None,
+    chunk: int = 2,
+    stop_after: int | None = None,
+    refill: bool = True,
+):
     study = study or tiny_study(model)
     seen = []
     with SweepStore.open(db, study.params()) as store:
-        sweep = run_sweep(model, tiny_image_set(model), study, store, chunk=chunk)
+        sweep = run_sweep(model, tiny_image_set(model), study, store, chunk=chunk, refill=refill)
         for progress in sweep:
             seen.append(progress)
             if stop_after is not None and sum(p.stage == "attack" for p in seen) >= stop_after:
@@ -172,6 +179,21 @@ def test_random_start_rows_do_not_depend_on_the_unit(model, tmp_path, one_thread
     )
     assert [r.iterations for r in mine] == [a.iterations for a in results]
     assert [r.rms for r in mine] == pytest.approx([a.verdict.rms_distortion for a in results], abs=1e-6)
+
+
+@pytest.mark.parametrize("attack", ["relabel", "pgd"])
+def test_a_batch_refilled_across_units_gives_the_rows_of_unit_by_unit(model, tmp_path, one_thread, attack):
+    """Issue 18 item 5: one batch of 3 slots, each slot taking the next pair as its pair ends (units finish out
+    of order), against one batch per unit shrinking as its pairs stop: the same rows, and every unit committed."""
+    params = {"eps": 8.0, "step_size": 2.0, "steps": 8} if attack == "pgd" else {}
+    study = tiny_study(model, attack=attack, attack_params=params)
+    seen, refilled = _sweep(model, tmp_path / "r.db", study, chunk=3)
+    _, by_unit = _sweep(model, tmp_path / "u.db", study, chunk=3, refill=False)
+    a, b = _key(refilled), _key(by_unit)
+    assert [(r[0], r[2], r[3], r[4], r[8]) for r in a] == [(r[0], r[2], r[3], r[4], r[8]) for r in b]
+    assert [x for r in a for x in r[5:8]] == pytest.approx([x for r in b for x in r[5:8]], abs=1e-5)
+    assert len({r.iterations for r in refilled}) > 1 and seen[-1].done == seen[-1].total == len(a) == 45
+    assert sum(len(p.rows) for p in seen if p.stage == "attack") == 45  # each unit's rows reported once
 
 
 class _Boasting(torch.nn.Module):

@@ -9,26 +9,30 @@ Work is cut into units: consecutive blocks of (image, target) pairs, `chunk` at 
 CUDA; attacks.runner.default_chunk), so many targets of one image (and the tails of neighbouring images) go through
 one forward/backward, and the attack drops each sample from the batch at its first 8-bit success. `run_unit` is a
 pure function of (model, unit, study), so another backend (Ray) can run units on workers and stream the rows back
-to the one process that writes the database; `run_sweep` is the local loop. The units are planned from the full
+to the one process that writes the database; `run_sweep` is the local loop, which for a gradient attack keeps one
+batch full across units (`run_units_refilled`: a slot whose pair ends takes the next pair) and gets the same rows
+as unit by unit. The units are planned from the full
 list of pairs, not from what is left, so a resumed study batches exactly as an uninterrupted one and gets the same
-rows; a unit is committed in one transaction, so a kill loses at most the unit in flight.
+rows; a unit is committed in one transaction, so a kill loses at most the units in flight.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
+from torch import Tensor, nn
 
 from attacks import DEFAULT_ATTACK, Attack, AttackError, Goal, make_attack
+from attacks.base import GradientAttack
 from attacks.metrics import linf, rms
+from attacks.refill import Ended, Pair, run_refilled
 from attacks.runner import default_chunk, run_batch, sample_seed
 from experiments.common import check_number
 from experiments.study.store import Row, SweepStore
@@ -160,31 +164,52 @@ def run_unit(
     """
     attack = attack or study.make_attack()
     device = model.device
-    ids = [image_id for image_id, _, _ in unit.pairs]
-    x0 = torch.cat([pil_to_tensor(Image.fromarray(unit.pixels[i])) for i in ids]).to(device)  # (N, 3, H, W)
+    x0 = unit_inputs(unit, device)  # (N, 3, H, W)
     source = torch.tensor([s for _, s, _ in unit.pairs], device=device)  # (N,)
     target = torch.tensor([t for _, _, t in unit.pairs], device=device)  # (N,)
     start = time.perf_counter()
     goal = Goal(source, target, study.confidence)
     seeds = [sample_seed(study.seed, image_id, t) for image_id, _, t in unit.pairs]  # a row never depends on its unit
     end = run_batch(attack, model, x0, goal, seeds=seeds, attacked=attacked)
-    finished = end.stopped_at  # (N,) step at which each sample stopped
     queries = None if end.last.queries is None else end.last.queries.tolist()  # (N,) black-box attacks only
-    x_adv = end.x_adv  # (N, 3, H, W) the images as saved
+    return verify_rows(model, unit, study, x0, end.x_adv, end.stopped_at.tolist(), queries, start)
+
+
+def unit_inputs(unit: Unit, device: torch.device) -> Tensor:
+    """(N, 3, H, W) the 8-bit model inputs of the unit's pairs, in order."""
+    return torch.cat([pil_to_tensor(Image.fromarray(unit.pixels[i])) for i, _, _ in unit.pairs]).to(device)
+
+
+def verify_rows(
+    model: nn.Module,
+    unit: Unit,
+    study: Study,
+    x0: Tensor,
+    x_adv: Tensor,
+    stopped_at: Sequence[int],
+    queries: Sequence[int] | None,
+    start: float,
+) -> list[Row]:
+    """The unit's rows: each final 8-bit image x_adv (N, 3, H, W) judged by the plain model against the one rule
+    (Goal.met) within the study's RMS cap. `start`: perf_counter() when the unit's work began (a row's seconds)."""
+    device = model.device
+    source = torch.tensor([s for _, s, _ in unit.pairs], device=device)  # (N,)
+    target = torch.tensor([t for _, _, t in unit.pairs], device=device)  # (N,)
+    goal = Goal(source, target, study.confidence)
     with torch.inference_mode():
         probs = model(x_adv).softmax(dim=1)  # (N, K) the plain model on the 8-bit images
     top = probs.argmax(dim=1)  # (N,)
     p_target = probs.gather(1, target[:, None])[:, 0]  # (N,)
     distortion, largest = rms(x_adv, x0), linf(x_adv, x0)  # (N,) each
     success = goal.met(probs) & (distortion <= study.max_rms)  # (N,) the one rule (Goal.met) within the cap
-    seconds = (time.perf_counter() - start) / len(ids)
+    seconds = (time.perf_counter() - start) / len(unit.pairs)
     return [
         Row(
             image_id=image_id,
             source=s,
             target=t,
             success=bool(success[j]),
-            iterations=int(finished[j]),
+            iterations=int(stopped_at[j]),
             rms=float(distortion[j]),
             linf=float(largest[j]),
             p_target=float(p_target[j]),
@@ -194,6 +219,36 @@ def run_unit(
         )
         for j, (image_id, s, t) in enumerate(unit.pairs)
     ]
+
+
+def run_units_refilled(
+    model: nn.Module, units: Iterable[Unit], study: Study, attack: GradientAttack, *, size: int
+) -> Iterator[tuple[Unit, list[Row]]]:
+    """The units' pairs through one batch of `size` slots refilled as pairs end (attacks.refill), so the batch
+    stays full instead of shrinking to a unit's stragglers; each unit's rows, verified as run_unit's, as soon as its
+    last pair ends (units may finish out of order). Every row equals run_unit's: a pair's run is its run alone."""
+    pending: dict[int, tuple[Unit, dict[int, Ended]]] = {}
+    began: dict[int, float] = {}
+
+    def feed() -> Iterator[Pair]:
+        for unit in units:
+            pending[unit.index] = (unit, {})
+            began[unit.index] = time.perf_counter()
+            x0 = unit_inputs(unit, torch.device("cpu"))  # (N, 3, H, W)
+            for j, (image_id, s, t) in enumerate(unit.pairs):
+                yield Pair((unit.index, j), x0[j], s, t, sample_seed(study.seed, image_id, t))
+
+    for ended in run_refilled(attack, model, feed(), size=size, confidence=study.confidence):
+        index, j = ended.tag
+        unit, got = pending[index]
+        got[j] = ended
+        if len(got) < len(unit.pairs):
+            continue
+        del pending[index]
+        order = [got[j] for j in range(len(unit.pairs))]
+        x_adv = torch.stack([e.x_adv for e in order]).to(model.device)  # (N, 3, H, W)
+        x0 = unit_inputs(unit, model.device)  # (N, 3, H, W)
+        yield unit, verify_rows(model, unit, study, x0, x_adv, [e.stopped_at for e in order], None, began.pop(index))
 
 
 def plan_pairs(chosen: Sequence[Screened], targets: Sequence[int]) -> list[tuple[str, int, int]]:
@@ -261,9 +316,18 @@ def prepare_sweep(
 
 
 def run_sweep(
-    model: nn.Module, image_set: ImageSet, study: Study, store: SweepStore, *, chunk: int | None = None
+    model: nn.Module,
+    image_set: ImageSet,
+    study: Study,
+    store: SweepStore,
+    *,
+    chunk: int | None = None,
+    refill: bool = True,
 ) -> Iterator[Progress]:
     """Screen and choose the images, then attack every pair not yet in the store, committing unit by unit.
+
+    refill (gradient attacks): one batch of `chunk` slots refilled as pairs end, across units (run_units_refilled),
+    instead of one batch per unit that shrinks as its pairs stop; the same rows either way.
 
     Closing the generator (Stop, Ctrl-C) or killing the process keeps every committed unit; running the same study
     on the same store again continues where it stopped. experiments.study.ray_engine.run_sweep_ray is the same on Ray.
@@ -271,8 +335,13 @@ def run_sweep(
     pairs, done = yield from prepare_sweep(model, image_set, study, store)
     count = sum((image_id, t) in done for image_id, _, t in pairs)
     attack = study.make_attack()
-    for unit in iter_units(model, image_set, pairs, chunk or default_chunk(model.device), done):
-        rows = run_unit(model, unit, study, attack)
+    size = chunk or default_chunk(model.device)
+    units = iter_units(model, image_set, pairs, size, done)
+    if refill and isinstance(attack, GradientAttack):  # one batch kept full across units
+        results = run_units_refilled(model, units, study, attack, size=size)
+    else:
+        results = ((unit, run_unit(model, unit, study, attack)) for unit in units)
+    for _, rows in results:
         store.add_rows(rows)
         count += len(rows)
         yield Progress("attack", count, len(pairs), rows)
