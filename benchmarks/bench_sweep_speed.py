@@ -5,7 +5,8 @@ float32 baseline, row for row: batch size (pairs per forward/backward), channels
 attack's forward/backward (CUDA; every step and the final 8-bit image are still judged by the float32 model),
 `torch.compile`, and one batch refilled as its pairs end (the sweep's default for gradient attacks) against one
 batch per unit that shrinks as its pairs stop. Prints rows (attacks) per second, mean iterations, and how many
-verdicts equal the baseline's; a knob is worth keeping only when it is faster and changes no verdict. A benchmark that prints figures, never a test.
+verdicts equal the baseline's; a knob is worth keeping only when it is faster and changes no verdict. A benchmark
+that prints figures, never a test.
 
 With --estimate it also times one forward/backward step of other ImageNet networks at random weights (the cost of
 an attack step does not depend on the weights; GoogLeNet is the paper's model) and turns the measured rows per second
