@@ -17,7 +17,9 @@ through_router()
 
 K = "exp.patch."
 JOB, CURRENT, MODEL = K + "job", K + "current", "efficientnet_lite0"
-for _name, _value in {"x": 0.7, "y": 0.3, "size": 20, "angle": 0, "cm": 6.0, "steps": 60, "set": "samples"}.items():
+PLACE = {"x": 0.7, "y": 0.3, "size": 20, "angle": 0, "cm": 6.0}
+TRAIN = {"target": 859, "steps": 60, "set": "samples", "seed": 0}  # Run's settings, folded under it
+for _name, _value in (PLACE | TRAIN).items():
     st.session_state.setdefault(K + _name, _value)
 
 job = run.job(JOB)
@@ -25,6 +27,7 @@ running = job.busy
 if job.ended and job.kind == "run" and "patch" in job.data and not job.data.get("adopted"):
     label = "run" if job.status == "finished" else "stopped run"
     st.session_state[CURRENT] = (job.data["patch"], {**job.data["meta"], "origin": label})
+    st.session_state[K + "which"] = f"{job.data['meta'].get('target', '?')} ({label})"  # the result, placed
     job.data["adopted"] = True
 
 st.title("Adversarial patch")
@@ -40,10 +43,13 @@ if CURRENT in st.session_state:
     choices[f"{meta_run.get('target', '?')} ({meta_run['origin']})"] = (pixels_run, meta_run)
 settings, out = st.columns([1, 2.2], gap="large")
 with settings:
-    # What is dragged sits at the top, beside the placed patch and its bars: on a 768-px projector screen the
-    # result stays in view while the sliders move. The patch itself and the uploader come below.
-    head, thumb, load = st.container(), st.container(), st.container()
-with load:
+    # What is dragged, then Run (training a new patch) with its settings folded: on a 768-px projector screen both
+    # sit beside the placed patch, where a run draws itself and its patch lands. The photo, the patch and the
+    # uploader come below.
+    head, train, below = st.container(), st.container(), st.container()
+with below:
+    picked = widgets.image_select(K + "photo", default="coffee", disabled=running)
+    thumb = st.container()
     loaded = view.uploaded(K + "load.upload", running)
 if loaded is not None:
     choices[f"{loaded[1]['file']} (loaded)"] = (loaded[0], {"target": "toaster", **loaded[1]})
@@ -61,11 +67,30 @@ with head:
     y = st.slider("Down (top → bottom)", 0.0, 1.0, key=K + "y", step=0.05)
     size = st.slider("Size (% of the image area)", 1, 50, key=K + "size")
     angle = st.slider("Angle (degrees, counter-clockwise)", -180, 180, key=K + "angle", step=5)
-    picked = widgets.image_select(K + "photo", default="coffee", disabled=running)
 with thumb:
     widgets.show_image(st, pixels, f"the patch; target: {widgets.class_name(target)}")
+with train:
+    run.buttons(job, prefix=K, ready=True)
+    aim = widgets.class_name(st.session_state[K + "target"])
+    summary = f"Training: {aim}, {st.session_state[K + 'steps']} steps"
+    with st.expander(summary, key="exp.patch_train"):  # a key (no on_change): stays open while its label changes
+        st.caption(
+            "Live, on this server's CPU: a few steps show the idea, a good patch takes thousands "
+            "(scripts/make_patch.py trained the shipped ones on 800 photos). Stop keeps the patch so far."
+        )
+        new_target = widgets.class_select("Target", K + "target", TRAIN["target"], disabled=running)
+        steps = int(st.number_input("Steps", 5, 2000, key=K + "steps", disabled=running))
+        source = st.segmented_control("Photos", ("samples", "shipped held-out"), key=K + "set", disabled=running)
+        seed = int(st.number_input("Seed (split, draws)", 0, 10_000, key=K + "seed", disabled=running))
 
 with out:
+    slots = {"status": st.empty()}  # a run's line, and while it runs the patch so far and its loss, on top
+    if running:
+        patch_col, curve_col = st.columns([1, 2])
+        slots |= {"patch": patch_col.empty(), "curve": curve_col.empty()}
+    run.show_notes(job)
+    if "last" in job.data and not running:
+        slots["status"].markdown(view.status(job.data["last"], stopped=job.status == "stopped"))
     if picked is not None:
         view.show_placed(MODEL, picked, pixels, target, (x, y, size / 100, float(angle)))
 
@@ -83,29 +108,11 @@ with out:
     st.subheader("Does it work on photos it never saw?")
     view.show_heldout(meta)
 
-    st.subheader("Train a new one")
-    st.caption(
-        "Live, on this server's CPU: a few steps show the idea, a good patch takes thousands "
-        "(scripts/make_patch.py trained the shipped ones on 800 photos). Stop keeps the patch so far."
-    )
-    left, right = st.columns(2)
-    with left:
-        new_target = widgets.class_select("Target", K + "target", 859, disabled=running)
-        steps = int(st.number_input("Steps", 5, 2000, key=K + "steps", disabled=running))
-    with right:
-        source = st.segmented_control("Photos", ("samples", "shipped held-out"), key=K + "set", disabled=running)
-        seed = int(st.number_input("Seed (split, draws)", 0, 10_000, 0, key=K + "seed", disabled=running))
-    run.buttons(job, prefix=K, ready=True)
 
-    def start():
-        names, inputs = view.image_set("samples" if source != "shipped held-out" else view.HELDOUT_SET)
-        work = engine.train_patch(loaders.get_model(MODEL), inputs, new_target, steps=steps, seed=seed)
-        return view.recorded(work, job.data, MODEL)
+def start():
+    names, inputs = view.image_set("samples" if source != "shipped held-out" else view.HELDOUT_SET)
+    work = engine.train_patch(loaders.get_model(MODEL), inputs, new_target, steps=steps, seed=seed)
+    return view.recorded(work, job.data, MODEL)
 
-    slots = {"status": st.empty()}
-    patch_col, curve_col = st.columns([1, 2])
-    slots |= {"patch": patch_col.empty(), "curve": curve_col.empty()}
-    run.drive(job, start, run.Draw(view.painter(slots, job.data), run.Throttle(min_interval=0.8)))
-    run.show_notes(job)
-    if "last" in job.data and not running:
-        slots["status"].markdown(view.status(job.data["last"], stopped=job.status == "stopped"))
+
+run.drive(job, start, run.Draw(view.painter(slots, job.data), run.Throttle(min_interval=0.8)))

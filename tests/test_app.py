@@ -410,6 +410,28 @@ def test_figures_have_fixed_axes_and_mark_the_flip() -> None:
     assert len(set(labels)) == 3  # the two "crane" classes stay distinguishable
 
 
+def test_a_line_drawn_over_another_is_dashed_so_both_show() -> None:
+    """Issue 20: the patch page's grey control lay on the noise control (both ~0%) and, drawn last in one solid
+    colour, hid it. A series covering a stretch of an earlier one is dashed with open markers; one lying on it at
+    every point says so in its legend; a crossing at one point, or a series apart, keeps the plain solid line."""
+    sizes = ["5%", "10%", "15%", "20%", "25%"]
+    heldout = {"patch": [0.15, 0.86, 0.99, 0.98, 0.98], "noise": [0, 0, 0, 0.005, 0.005], "grey": [0, 0, 0, 0, 0.005]}
+    patch, noise, grey = figures.lines(sizes, heldout, title="t", x_title="x", y_title="", categorical_x=True)["data"]
+    for solid in (patch, noise):
+        assert "dash" not in solid["line"] and "marker" not in solid
+    assert grey["line"]["dash"] in figures.OVERLAP_DASHES and grey["marker"]["symbol"].endswith("-open")
+    assert grey["name"] == "grey (≈ noise)" and grey["y"] == heldout["grey"]  # the values are the data's
+    # Partly on it: dashed, but its legend claims nothing.
+    part = figures.lines([1, 2, 3], {"a": [0, 0, 0.5], "b": [0, 0, 0.9]}, title="t", x_title="x", y_title="")
+    assert part["data"][1]["line"]["dash"] == "dash" and part["data"][1]["name"] == "b"
+    # Crossing once hides nothing (b stays solid); c lies on a everywhere: dashed, and its legend says so.
+    cross = figures.lines(
+        [1, 2, 3], {"a": [0, 0.5, 1], "b": [1, 0.5, 0], "c": [0, 0.5, 1]}, title="t", x_title="x", y_title=""
+    )
+    assert "dash" not in cross["data"][1]["line"]
+    assert cross["data"][2]["line"]["dash"] == "dash" and cross["data"][2]["name"] == "c (≈ a)"
+
+
 def test_throttle_keeps_drawing_within_its_budget() -> None:
     throttle = run.Throttle(min_interval=0.1, budget=0.1)
     now, drawn = 0.0, 0.0

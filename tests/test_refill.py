@@ -28,9 +28,7 @@ def pairs(clf) -> list[Pair]:
     g = torch.Generator().manual_seed(11)
     x = torch.randint(0, 256, (5, 3, 16, 16), generator=g).float() / 255  # (5, 3, 16, 16) on the 8-bit grid
     source = clf(x).argmax(dim=1).tolist()
-    return [
-        Pair((i, t), x[i], source[i], t, seed=100 * i + t) for i in range(5) for t in (1, 4, 7) if t != source[i]
-    ]
+    return [Pair((i, t), x[i], source[i], t, seed=100 * i + t) for i in range(5) for t in (1, 4, 7) if t != source[i]]
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))

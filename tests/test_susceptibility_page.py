@@ -112,3 +112,44 @@ def test_a_clicked_class_shows_its_failures_first_and_whether_the_recomputed_ver
     assert first.source == 741 and first.rms > 0.01  # a failure at the paper's cap comes first
     verdict = next(c.value for c in at.caption if c.value.startswith("At RMS ≤ 0.01 the stored row was"))
     assert "not relabelled (RMS" in verdict and "The same verdict." in verdict
+
+
+def _ranked(successes: list[list[bool]]) -> None:
+    """ranked_classes on a made-up study: source class i's pairs succeed as successes[i] says, class i needing a
+    larger change (RMS) than class i - 1."""
+    from experiments.study import susceptibility as sus
+    from experiments.study import view as study_view
+    from experiments.study.store import Row
+
+    rows = [
+        Row("chelsea", 281 + i, 500 + j, ok, 5, 0.004 + 0.001 * i, 0.01, 0.9, 500 + j if ok else 281 + i, 0.1)
+        for i, line in enumerate(successes)
+        for j, ok in enumerate(line)
+    ]
+    study_view.ranked_classes("Source classes (modify)", sus.modify_rates(rows, 0.01), rows, "source", "samples", 0.01)
+
+
+@pytest.mark.parametrize(
+    ("successes", "said", "labels"),
+    [
+        ([[True, True], [True, True]], "All 2 classes (4 pairs) tie at 100%", ["least change", "most change"]),
+        (
+            [[True, True], [True, False]],
+            "Of 2 classes (4 pairs) at RMS ≤ 0.01: the 1 highest rate",
+            ["easiest", "hardest"],
+        ),
+        ([[True, True, False]], "One class here (3 pairs)", ["the only class"]),
+        ([[False, False], [False, False]], "No pair of the 2 classes (4 pairs) was relabelled", []),
+    ],
+    ids=["all-tie", "two-classes", "one-class", "none-relabelled"],
+)
+def test_the_ranked_classes_of_a_tiny_study_say_what_they_rest_on(successes, said, labels) -> None:
+    """Issue 20 item 5: in a study of two classes both were listed as "least change" (or both "easiest") under a
+    caption promising the least and the most. Each class now appears once, under one label each way, and the caption
+    gives the classes and pairs it rests on; with nothing relabelled no class is ranked at all."""
+    at = AppTest.from_function(_ranked, args=(successes,), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c.value for c in at.caption]
+    assert any(said in c for c in captions), captions
+    shown = [c.split(":")[0] for c in captions if ": " in c and "(n=" in c]
+    assert shown == labels, captions

@@ -144,6 +144,18 @@ def bars(
     )
 
 
+#: Dash styles, in turn, of the series drawn over an earlier one (a solid line of one colour would hide it).
+OVERLAP_DASHES = ("dash", "dot", "dashdot")
+
+
+def _hides(ys: Sequence[float], earlier: Sequence[float], tol: float) -> tuple[bool, bool]:
+    """(covers a stretch of `earlier`, lies on it everywhere): a stretch is two consecutive points within `tol`
+    (a lone point for a one-point series); a crossing at one point hides nothing."""
+    near = [abs(a - b) <= tol for a, b in zip(ys, earlier, strict=False)]
+    stretch = near[0] if len(near) == 1 else any(a and b for a, b in zip(near, near[1:], strict=False))
+    return stretch, bool(near) and all(near)
+
+
 def lines(
     x: Sequence[float],
     series: dict[str, Sequence[float]],
@@ -157,23 +169,40 @@ def lines(
     categorical_x: bool = False,
     colours: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Plain line chart as a plotly dict (cheap to rebuild on every redraw)."""
-    traces = [
-        {
+    """Plain line chart as a plotly dict (cheap to rebuild on every redraw).
+
+    A series that lies on an earlier one (two controls both at 0%) would hide it, being drawn on top: it is drawn
+    dashed with open markers, so the one beneath shows through, and where it lies on it at every point its legend
+    entry says so ("grey (≈ noise)")."""
+    values = {name: [float(v) for v in ys] for name, ys in series.items()}
+    if log_y:  # compared on the drawn scale: a decade is a decade
+        drawn = {n: [float(np.log10(max(v, 1e-12))) for v in ys] for n, ys in values.items()}
+    else:
+        drawn = values
+    flat = [v for ys in drawn.values() for v in ys]
+    span = y_range[1] - y_range[0] if y_range is not None and not log_y else (max(flat) - min(flat) if flat else 0)
+    tol = 0.01 * (span or 1.0)  # within 1% of the axis: one line on the other at this chart's size
+    traces = []
+    for i, (name, ys) in enumerate(values.items()):
+        line: dict[str, Any] = {"width": 3, **({"color": colours[name]} if colours and name in colours else {})}
+        trace: dict[str, Any] = {
             "type": "scatter",
             "mode": "lines+markers" if len(x) < 40 else "lines",
             "name": name,
             "x": [str(v) for v in x] if categorical_x else list(x),
-            "y": [float(v) for v in ys],
+            "y": ys,
             "cliponaxis": False,  # a series at the range's edge (p = 0 everywhere) keeps its whole markers
-            **(
-                {"line": {"color": colours[name], "width": 3}}
-                if colours and name in colours
-                else {"line": {"width": 3}}
-            ),
+            "line": line,
         }
-        for name, ys in series.items()
-    ]
+        below = [(other, _hides(drawn[name], drawn[other], tol)) for other in list(values)[:i]]
+        covered = [other for other, (stretch, _) in below if stretch]
+        if covered:
+            line["dash"] = OVERLAP_DASHES[(len(covered) - 1) % len(OVERLAP_DASHES)]
+            trace["marker"] = {"symbol": "circle-open", "size": 10, "line": {"width": 2}}
+            same = [other for other, (_, everywhere) in below if everywhere]
+            if same:
+                trace["name"] = f"{name} (≈ {same[0]})"
+        traces.append(trace)
     yaxis: dict[str, Any] = {"title": {"text": y_title}}
     if log_y:
         yaxis.update({"type": "log", "dtick": 1, "tickformat": "~%"})  # one tick per decade: 0.1%, 1%, 10%, 100%

@@ -31,12 +31,17 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
 [data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p,
 [data-testid="stMainBlockContainer"] [data-testid="stAlertContainer"] p { font-size: 1.3rem; }
 [data-testid="stImageCaption"], [data-testid="stCaptionContainer"] { font-size: 1.1rem; }
+[data-testid="stMainBlockContainer"] [data-testid="stSliderThumbValue"] [data-testid="stMarkdownContainer"] p,
+[data-testid="stMainBlockContainer"] [data-testid="stSliderTickBar"] [data-testid="stMarkdownContainer"] p
+  { font-size: 1.1rem; line-height: 1.4rem; }
 </style>"""
 
 
 def presenter_view() -> None:
     """The presenter view's look, for the back row of a classroom: the sidebar gone (and its button), the page
-    edge to edge, the verdict, status and captions larger. Style only: st.html puts it in no visible element."""
+    edge to edge, the verdict, status and captions larger. A slider's value and its min/max are markdown too, but sit
+    in a box one 22.4-px line tall just above (or below) the track: they grow less and keep that line height, so the
+    value never runs into the track and thumb. Style only: st.html puts it in no visible element."""
     st.html(PRESENTER_CSS)
 
 

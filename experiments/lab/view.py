@@ -176,8 +176,28 @@ class LiveView:
             self.original, self.adversarial, self.difference = (c.empty() for c in cols)
             replay, gain = st.columns([1.7, 1], gap="medium", vertical_alignment="bottom")
             self.replay = replay.empty()
-            self.gain = int(
-                gain.slider(
+            # Drawn with the first difference image (`gain`): before a run a slider that changes nothing, on a
+            # projector, reads as a broken page (issue 20).
+            self._gain_slot, self._gain = gain.empty(), None
+        self.bars = bars.empty()
+        self.downloads = st.columns([1, 1, 3], gap="small")
+        lines, cams = st.columns([1.5, 1], gap="medium")
+        self.lines = lines.empty()
+        with cams:
+            self._cam_heading = st.empty()  # written with the first heatmaps: no empty heading before a run
+            top, bottom = st.columns(2, gap="small"), st.columns(2, gap="small")
+            # Order of draw_cams: source on original, source on adversarial, target on original, on adversarial.
+            self.cams = [top[0].empty(), top[1].empty(), bottom[0].empty(), bottom[1].empty()]
+        self._keys = itertools.count()
+        self.font_scale = PRESENTER_FONT_SCALE if presenting else 1.0
+
+    @property
+    def gain(self) -> int:
+        """The difference image's amplification; the slider that sets it is drawn the first time it is asked for
+        (once per script run: a widget key may appear only once)."""
+        if self._gain is None:
+            self._gain = int(
+                self._gain_slot.slider(
                     "Amplify the difference",
                     1,
                     50,
@@ -186,18 +206,7 @@ class LiveView:
                     help="The difference image shows (adversarial - original) × this, around mid-grey.",
                 )
             )
-        self.bars = bars.empty()
-        self.downloads = st.columns([1, 1, 3], gap="small")
-        lines, cams = st.columns([1.5, 1], gap="medium")
-        self.lines = lines.empty()
-        with cams:
-            st.markdown("##### Where the model looks (Grad-CAM)")
-            st.space(12)  # room for the images' full-screen button, which otherwise sits on the heading
-            top, bottom = st.columns(2, gap="small"), st.columns(2, gap="small")
-            # Order of draw_cams: source on original, source on adversarial, target on original, on adversarial.
-            self.cams = [top[0].empty(), top[1].empty(), bottom[0].empty(), bottom[1].empty()]
-        self._keys = itertools.count()
-        self.font_scale = PRESENTER_FONT_SCALE if presenting else 1.0
+        return self._gain
 
     def _chart(self, slot: Any, figure: dict[str, Any]) -> None:
         # A unique key per draw: Streamlit refuses two identical charts in one script run (same element id).
@@ -299,6 +308,9 @@ class LiveView:
             f"{target_label} · adversarial",
         ]
         images = [on_original[0], on_adversarial[0], on_original[1], on_adversarial[1]]
+        with self._cam_heading.container():
+            st.markdown("##### Where the model looks (Grad-CAM)")
+            st.space(12)  # room for the images' full-screen button, which otherwise sits on the heading
         for slot, png, caption in zip(self.cams, images, captions, strict=True):
             slot.image(png, output_format="PNG", width="stretch", caption=caption)
 

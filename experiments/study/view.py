@@ -114,23 +114,44 @@ def ranked_classes(
     title: str, rates: dict[int, sus.Rate], rows: Sequence[Row], key: str, image_set: str, cap: float
 ) -> None:
     """Easiest and hardest classes, each with the thumbnail of one of its pairs' images: for a source class an image
-    of that class; for a target class the image of another class that became it (easiest) or did not (hardest)."""
-    easiest, hardest = sus.ranked(rates, 3, sus.mean_rms_of_successes(rows, key, cap))
+    of that class; for a target class the image of another class that became it (easiest) or did not (hardest).
+
+    Up to 3 of each, never one class under both: a study of under six classes shows half of them each way (issue 20:
+    with two classes both were "easiest"). The caption says what the lists rest on (classes and pairs) and, when
+    every class ties, that none is easier, so the lists are by the change their successes needed, or none at all."""
+    k = min(3, len(rates) // 2)
+    easiest, hardest = (
+        sus.ranked(rates, k, sus.mean_rms_of_successes(rows, key, cap)) if k else (list(rates.items()), [])
+    )
     st.markdown(f"**{title}**")
     t = sus.ties(rates)
+    pairs = sum(r.n for r in rates.values())
+    base = f"{len(rates)} classes ({pairs} pair{'' if pairs == 1 else 's'})"
     labels = ("easiest", "hardest")
-    if t["at_top"] == len(rates) > 1:  # issue 20: all tie, so no class is easier or harder at this cap
+    if len(rates) < 2:
+        labels = ("the only class", "")
+        st.caption(f"One class here ({pairs} pair{'' if pairs == 1 else 's'}): nothing to rank it against.")
+    elif t["at_top"] == len(rates) and not t["top_rate"]:
+        st.caption(f"No pair of the {base} was relabelled at RMS ≤ {cap:g}: no class is easier than another.")
+        return
+    elif t["at_top"] == len(rates):
         labels = ("least change", "most change")
+        which = "the class whose" if k == 1 else f"the {k} classes whose"
         st.caption(
-            f"All {len(rates)} classes tie at {study_figures.pct(t['top_rate'])}, so none is easiest or hardest at "
-            f"RMS ≤ {cap:g} (a tighter cap spreads them). Shown: the least and the most change their successes needed."
+            f"All {base} tie at {study_figures.pct(t['top_rate'])} at RMS ≤ {cap:g}: none is easiest or hardest (a "
+            f"tighter cap spreads them). Shown: {which} successes needed the least change and, below, the most "
+            "(mean RMS)."
         )
-    elif t["at_top"] > 3:
-        st.caption(
-            f"{t['at_top']} classes tie at {study_figures.pct(t['top_rate'])}: among them the easiest needed the "
-            "least change (mean RMS of their successes)."
-        )
+    else:
+        st.caption(f"Of {base} at RMS ≤ {cap:g}: the {k} highest rate{'' if k == 1 else 's'}, then the {k} lowest.")
+        if t["at_top"] > k:
+            st.caption(
+                f"{t['at_top']} classes tie at {study_figures.pct(t['top_rate'])}: among them the easiest needed the "
+                "least change (mean RMS of their successes)."
+            )
     for label, items in zip(labels, (easiest, hardest), strict=True):
+        if not items:
+            continue
         cols = st.columns(3)
         for col, (c, rate) in zip(cols, items, strict=False):
             mine = [r for r in rows if getattr(r, key) == c]

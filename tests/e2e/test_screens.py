@@ -96,6 +96,7 @@ RUNS = {
     "transfer": _run("exp-transfer-run"),
     # Without the EOT version: with it the run takes minutes on a busy 2-core machine (190 s at load 7).
     "robustness": _run("exp-robust-run", untick="exp-robust-eot"),
+    "patch": _run("exp-patch-run"),  # training a patch: 60 steps, well under a minute
 }
 
 
@@ -107,7 +108,7 @@ MAIN_ACTION = {
     "robustness": ".st-key-exp-robust-run button",
     "susceptibility": ".st-key-exp-sus-shipped-cap",  # the shipped study: the cap slider that recounts every figure
     "universal": ".st-key-exp-univ-run button",
-    "patch": ".st-key-exp-patch-angle",  # placing the patch: the last of its sliders, beside the placed image
+    "patch": ".st-key-exp-patch-run button",  # training Run, under the sliders that place the patch beside it
     "defenses": ".st-key-exp-def-run button",
     "how_it_works": ".st-key-how-nudge",
     "challenge": ".st-key-ch-create button",  # the teacher's form: Create beside the rules
@@ -124,6 +125,16 @@ LAB_STORY = {
     "the difference image": "[data-testid='stImage'] >> visible=true >> nth=2",
     "the bars": "[data-testid='stPlotlyChart'] >> visible=true >> nth=0",
 }
+#: The patch page's result after its default run (issue 20 item 3): the run's line, the new patch placed on the photo
+#: and its top-5 bars, beside Run, within the first 768-px screen.
+PATCH_STORY = {
+    "Run": ".st-key-exp-patch-run button",
+    "the run's line": "text=/Step \\d+ of \\d+/",
+    "the placed patch": "text=/^With the patch at/",
+    "the bars": "[data-testid='stPlotlyChart'] >> visible=true >> nth=0",
+}
+#: The Attack Lab's tools that have nothing to show before a run (issue 20 item 1): hidden until the run draws them.
+LAB_TOOLS = {"the amplify slider": ".st-key-gain", "the Grad-CAM heading": "h5:has-text('Grad-CAM')"}
 _LAYOUT_JS = r"""(main) => {
   const problems = [];
   const doc = document.scrollingElement;
@@ -177,11 +188,19 @@ def test_page_after_a_default_run(page, server: str, path: str) -> None:
     page.wait_for_timeout(500)
     bottom = _bottom(page, MAIN_ACTION[path])
     assert bottom <= SIZES[0][1], f"/{path}: the main action ends at {bottom:.0f} px, below the 768-px screen"
+    if path == "":
+        shown = [what for what, sel in LAB_TOOLS.items() if page.locator(sel).first.is_visible()]
+        assert not shown, f"before any run the Lab shows {shown} with nothing under them"
     if path in RUNS:
         RUNS[path](page)
     if path == "":
         below = {what: _bottom(page, sel) for what, sel in LAB_STORY.items()}
         assert all(b <= SIZES[0][1] for b in below.values()), f"the Lab's story below the 768-px screen: {below}"
+        hidden = [what for what, sel in LAB_TOOLS.items() if not page.locator(sel).first.is_visible()]
+        assert not hidden, f"after the run the Lab does not show {hidden}"
+    if path == "patch":
+        below = {what: _bottom(page, sel) for what, sel in PATCH_STORY.items()}
+        assert all(b <= SIZES[0][1] for b in below.values()), f"the patch's result below the 768-px screen: {below}"
     problems = page.evaluate(_LAYOUT_JS, MAIN)
     cut = {}
     for width, height in SIZES:
@@ -200,3 +219,29 @@ def test_page_after_a_default_run(page, server: str, path: str) -> None:
         pytest.xfail(f"{KNOWN[path]}: {problems}")
     assert not problems, f"/{path} at 1366x768: {problems}"
     assert not any(cut.values()), f"cut-off text on /{path}: {cut}"
+
+
+_SLIDER_VALUES_JS = """() => [...document.querySelectorAll("[data-testid='stSliderThumbValue']")]
+  .filter((v) => v.offsetParent)
+  .map((v) => ({
+    text: v.innerText,
+    bottom: v.querySelector('p').getBoundingClientRect().bottom,
+    thumb: v.parentElement.getBoundingClientRect().top,
+  }))"""
+
+
+def test_presenter_view_slider_values_clear_their_track(page, server: str) -> None:
+    """Issue 20 item 2: the presenter view's larger text grew each slider's value label down into its track and
+    thumb (the value's box is one fixed line tall, just above the thumb). Every value shown, in the unfolded setup,
+    ends above its thumb."""
+    page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+    page.goto(f"{server}/?present=1")
+    page.wait_for_selector("h1")
+    page.wait_for_selector(IDLE)
+    page.locator("[data-testid='stExpander'] summary").first.click()  # the setup, folded in the presenter view
+    page.wait_for_selector("[data-testid='stSliderThumbValue'] >> visible=true")
+    page.wait_for_timeout(500)
+    values = page.evaluate(_SLIDER_VALUES_JS)
+    assert values, "no slider value on the page"
+    into = [v for v in values if v["bottom"] > v["thumb"] + 1]
+    assert not into, f"slider values drawn into their track in the presenter view: {into}"
