@@ -91,3 +91,15 @@ def test_a_short_live_run_is_kept_as_a_patch(opened: AppTest) -> None:
     assert any(o.endswith("(run)") for o in at.selectbox(key=K + "which").options)
     # The result beside Run (issue 20): the new patch is the one placed on the photo, its verdict above.
     assert at.selectbox(key=K + "which").value.endswith("(run)") and "Model says:" in _verdict(at)
+
+
+def test_the_live_loss_curve_is_on_the_losss_own_range() -> None:
+    """Helper walk: the loss (4 to 9 here) was drawn on the 0-100% axis of a rate, above the chart."""
+    from experiments.patch import view as patch_view
+
+    history = [(1, 8.7), (2, 6.1), (3, 4.2)]
+    fig = patch_view.loss_figure(history)
+    (line,) = fig["data"]
+    assert list(line["y"]) == [8.7, 6.1, 4.2] and list(line["x"]) == [1, 2, 3]
+    yaxis = fig["layout"]["yaxis"]
+    assert "range" not in yaxis and yaxis.get("tickformat") != ".0%"  # plotly fits the axis to the values

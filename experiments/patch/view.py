@@ -126,7 +126,10 @@ def show_heldout(meta: dict[str, Any]) -> None:
     """The sidecar's held-out table (patch vs noise vs grey by size) as a table and lines, with the split sizes."""
     table = meta.get("heldout")
     if not table:
-        st.caption("This patch has no held-out figures (only shipped patches and finished runs have them).")
+        st.caption(
+            "No table by size for this patch: the shipped patches have one (scripts/make_patch.py); a patch trained "
+            "here gives its held-out success at 10% in its line above."
+        )
         return
     sizes = [f"{s:.0%}" for s in table["sizes"]]
     rows = {"patch size (area)": sizes}
@@ -187,12 +190,17 @@ def status(p: engine.PatchProgress, stopped: bool = False) -> str:
     )
 
 
+def loss_figure(history: list[tuple[int, float]]) -> dict[str, Any]:
+    """The training loss by step, on the loss's own range (cross-entropy, ~0 to ~10): on the 0-100% axis of a rate,
+    as it was, every value of 4 to 9 lay above the chart and the curve looked empty."""
+    steps, losses = [h[0] for h in history], [h[1] for h in history]
+    return figures.lines(steps, {"loss": losses}, title="Loss", x_title="step", y_title="", y_range=None)
+
+
 def painter(slots: dict[str, Any], store: dict[str, Any]):
     def paint(p: engine.PatchProgress) -> None:
         slots["status"].markdown(status(p))
         widgets.show_image(slots["patch"], store["patch"], f"patch so far (step {p.step})")
-        steps = [h[0] for h in store["history"]]
-        fig = figures.lines(steps, {"loss": [h[1] for h in store["history"]]}, title="Loss", x_title="step", y_title="")
-        widgets.chart(slots["curve"], fig)
+        widgets.chart(slots["curve"], loss_figure(store["history"]))
 
     return paint
