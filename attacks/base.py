@@ -357,22 +357,27 @@ class GradientAttack(Attack):
                 cont = (~stop).nonzero()[:, 0]
                 if len(cont):
                     assert grad is not None
-                    ids = act[cont]
-                    sub_state = {k: v[ids] for k, v in state.items()}
-                    d = self.direction(grad[cont], sub_state)
-                    for k, v in sub_state.items():
-                        state[k][ids] = v
-                    x_next = self.project(xi[ids] - self.step_size_px() * d, x0[ids])
-                    over = self.over_budget(x_next, x0[ids])
-                    stop[cont[over]] = True
-                    keep = ~over
-                    xi[ids[keep]] = x_next[keep]
+                    stop[cont[self.advance(xi, x0, state, act[cont], grad[cont])]] = True
             else:
                 stop[:] = True
             loop.finish(act[stop])
             yield loop.step(i)
             if loop.all_done:
                 return
+
+    def advance(self, xi: Tensor, x0: Tensor, state: dict[str, Tensor], ids: Tensor, grad: Tensor) -> Tensor:
+        """One step of samples `ids` (C,) in place: xi (N,3,H,W) and their rows of `state`, from their gradient
+        grad (C,3,H,W). Returns (C,) True where the step would pass the attack's own budget (that sample keeps its
+        iterate and stops). Shared by `run` and attacks.refill."""
+        sub_state = {k: v[ids] for k, v in state.items()}
+        d = self.direction(grad, sub_state)
+        for k, v in sub_state.items():
+            state[k][ids] = v
+        x_next = self.project(xi[ids] - self.step_size_px() * d, x0[ids])
+        over = self.over_budget(x_next, x0[ids])  # (C,)
+        keep = ~over
+        xi[ids[keep]] = x_next[keep]
+        return over
 
     def step_size_px(self) -> float:
         """Step size in [0,1] pixel units."""

@@ -112,16 +112,7 @@ def run_refilled(
         cont = (~stop).nonzero()[:, 0]
         if len(cont):
             assert grad is not None
-            ids = act[cont]
-            sub_state = {k: v[ids] for k, v in state.items()}
-            d = attack.direction(grad[cont], sub_state)
-            for k, v in sub_state.items():
-                state[k][ids] = v
-            x_next = attack.project(xi[ids] - attack.step_size_px() * d, x0[ids])
-            over = attack.over_budget(x_next, x0[ids])
-            stop[cont[over]] = True
-            keep = ~over
-            xi[ids[keep]] = x_next[keep]
+            stop[cont[attack.advance(xi, x0, state, act[cont], grad[cont])]] = True
         ended = act[stop]
         for k in stop.nonzero()[:, 0].tolist():
             j = int(act[k])
