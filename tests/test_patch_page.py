@@ -91,6 +91,9 @@ def test_a_short_live_run_is_kept_as_a_patch(opened: AppTest) -> None:
     assert any(o.endswith("(run)") for o in at.selectbox(key=K + "which").options)
     # The result beside Run (issue 20): the new patch is the one placed on the photo, its verdict above.
     assert at.selectbox(key=K + "which").value.endswith("(run)") and "Model says:" in _verdict(at)
+    # A 5-step patch fools no held-out photo: the line says why, against the shipped toaster's own figures.
+    assert job.data["last"].heldout_success < 0.5
+    assert "the shipped toaster patch took 1400 steps on 800 photos and fools 86%" in text, text
 
 
 def test_the_live_loss_curve_is_on_the_losss_own_range() -> None:

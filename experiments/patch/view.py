@@ -184,9 +184,27 @@ def status(p: engine.PatchProgress, stopped: bool = False) -> str:
     """The run's line: step, loss, recent training success, split sizes and (when done) held-out success."""
     held = "" if p.heldout_success is None else f" · held-out success at 10%: **{p.heldout_success:.0%}**"
     where = "done" if p.done else "stopped" if stopped else "so far"
-    return (
+    line = (
         f"**Step {p.step} of {p.steps}** ({where}) · loss {p.loss:.2f} · target on the last training batches "
         f"**{p.train_success:.0%}** · {p.n_train} training, {p.n_heldout} held-out photos{held} · {p.seconds:.0f} s"
+    )
+    return line + short_run_note(p)
+
+
+def short_run_note(p: engine.PatchProgress) -> str:
+    """Why a finished page run's patch rarely fools (a walk: the default 60 steps gave 0% held-out): the shipped
+    patch for that target, with its own steps, photos and held-out success, as the yardstick. '' otherwise."""
+    if p.heldout_success is None or p.heldout_success >= 0.5:
+        return ""
+    same = [meta for _, meta in shipped().values() if target_of(meta) == p.target]
+    if not same:
+        return "  \nA short run on a few photos trains a weak patch: more steps and photos make it work."
+    meta = same[0]
+    fools = meta["heldout_success_at_eval_fraction"]
+    return (
+        f"  \nA short run on a few photos trains a weak patch: the shipped {meta['target']} patch took "
+        f"{meta['steps_run']} steps on {meta['n_train']} photos and fools {fools:.0%} of its held-out photos at 10% "
+        "(pick it above)."
     )
 
 
