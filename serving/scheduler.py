@@ -371,9 +371,9 @@ class Scheduler:
                     if bool(item.done[0]):
                         open_.discard(j)
                         batch[j]._push(status=FINISHED)
-            open_ = {j for j in open_ if batch[j].status == RUNNING}
         for j in open_:  # the attack ended without marking it done (cannot happen with SampleLoop): end it anyway
-            batch[j]._push(status=FINISHED)
+            if batch[j].status == RUNNING:  # not one that `wanted` cancelled (a stopped run is never kept as done)
+                batch[j]._push(status=FINISHED)
 
 
 def batch_steps(

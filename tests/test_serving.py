@@ -180,3 +180,21 @@ def test_the_model_cache_is_bounded_by_bytes_pins_the_default_and_refuses_what_c
         cache.get("extra")  # evicts "big" (unused), never "small" (pinned) nor "medium" (in use)
     assert cache.names() == ["small", "medium", "extra"] and cache.used == 80
     assert loaded.count("small") == 1  # one copy for every caller
+
+
+def test_a_run_left_mid_run_is_cancelled_and_never_replayed_as_done(clf, images) -> None:
+    """Regression (CI, this session): a run everyone left mid-run was marked finished after its cancel, kept, and
+    then replayed as a complete run to the next identical request, which ended at once."""
+    scheduler = Scheduler(Gate(clf))
+    long = {"eps": 8.0, "step_size": 0.01, "steps": 5000, "random_start": 0.0}
+    first = scheduler.submit(_request(clf, images, 0, params=long, confidence=0.9999))
+    for item in scheduler.follow(first, poll_s=0.01):
+        if isinstance(item, SampleStep) and item.index >= 2:
+            break
+    scheduler.leave(first)
+    while first.status == "running":
+        threading.Event().wait(0.01)
+    assert first.status == CANCELLED and len(first.steps) < 5001
+    again = scheduler.submit(_request(clf, images, 0, params=long, confidence=0.9999))
+    assert again is not first and scheduler.stats()["kept"] == 0  # a new run, not the stopped one replayed
+    scheduler.leave(again)
