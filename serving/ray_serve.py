@@ -78,7 +78,8 @@ class AttackReplica:
         self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="advlab-replica")
         self.sizes: list[list[int]] = []  # per batch the replica ran: its kinds' sizes (what `seen` reports)
         self.steps: list[int] = []  # per batch: the Steps it ran
-        self.dropped: set[int] = set()  # id() of requests whose caller went away: their batch stops feeding them
+        self.dropped: set[int] = set()  # id() of running requests whose caller went away: no more Steps for them
+        self.running: set[int] = set()  # id() of the requests in the running batch (an id is unique while alive)
 
     def seen(self) -> dict[str, list[Any]]:
         """Per batch this replica ran (the last 100, oldest first): its kinds' sizes and the Steps it ran."""
@@ -93,7 +94,8 @@ class AttackReplica:
             async for item in batched(request):
                 yield item
         finally:
-            self.dropped.add(id(request))
+            if id(request) in self.running:  # not after its batch: a later request may reuse a freed object's id
+                self.dropped.add(id(request))
 
     async def batch(self, requests: list[RunRequest]) -> AsyncIterator[list[Any]]:
         """`@serve.batch` (applied in `deployment`) calls this with the requests that arrived together and hands
@@ -102,6 +104,7 @@ class AttackReplica:
         kinds = _kinds(requests)
         self.sizes.append([len(group) for group in kinds])
         self.steps.append(0)
+        self.running |= {id(r) for r in requests}
         with ExitStack() as held:
             streams = [(group, self._group(held, requests, group)) for group in kinds]
             while streams:
@@ -115,6 +118,7 @@ class AttackReplica:
                         out[i] = StopIteration if item is None else item
                 self.steps[-1] += 1
                 yield out
+        self.running -= {id(r) for r in requests}
         self.dropped -= {id(r) for r in requests}
 
     def _group(self, held: ExitStack, requests: list[RunRequest], group: list[int]) -> Iterator[list[Any]]:
