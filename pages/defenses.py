@@ -130,7 +130,7 @@ with detect_tab:
         results_sq = view.squeeze_on_samples(model.name, 0)
         left, right = st.columns([1.2, 1])
         widgets.chart(left.empty(), view.roc_figure(results_sq))
-        right.dataframe(view.squeeze_table(results_sq), hide_index=True)
+        widgets.table(right, view.squeeze_table(results_sq))
 
 with spot_tab:
     st.caption(

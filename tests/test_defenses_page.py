@@ -40,7 +40,7 @@ def test_page_opens_idle_on_the_shipped_table() -> None:
     assert not at.session_state[K + "job"].busy
     assert "seed" not in at.query_params  # nothing dealt, nothing computed, until asked
     shipped = json.loads(SHIPPED.read_text())
-    table = at.dataframe[0].value
+    table = at.table[0].value
     rows = shipped["report"]["rows"]
     assert len(table) == len(rows) == len(at.session_state[K + "defenses"])
     for (_, cells), row in zip(table.iterrows(), rows, strict=True):
@@ -104,7 +104,7 @@ def test_defenses_run_on_a_small_setting_fills_the_table() -> None:
     report = job.data["report"]
     (row,) = report.rows
     assert row.defense == "bits" and report.images_total == 2 and row.adaptive_fooled is not None
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["defense"]) == ["Bit-depth reduction (bits=5)"]
     assert table["by"][0] == "BPDA"
     assert "black-box" not in table.columns  # off by default: it adds minutes
@@ -119,7 +119,7 @@ def test_the_black_box_attacker_from_the_page_fills_its_column() -> None:
     report = at.session_state[K + "job"].data["report"]
     (row,) = report.rows
     assert report.blackbox_attack == "square" and row.blackbox_fooled is not None
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert table["black-box"][0] == f"{row.blackbox_fooled}/{row.clean_correct}"
 
 

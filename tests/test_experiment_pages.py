@@ -192,7 +192,7 @@ def test_robustness_plain_and_eot() -> None:
     assert plain is not None and plain.rows[0].still_fooled
     eot = result["outcomes"]["EOT"]
     assert eot.verdict.rms_distortion > result["outcomes"]["plain"].verdict.rms_distortion
-    assert len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 1
+    assert len(at.get("plotly_chart")) == 2 and len(at.table) == 1
     curves = at.selectbox(key="exp.robust.transform").options
     assert "Translation" in curves and "Horizontal mirror" not in curves  # no one-dot curve for the mirror (J)
     assert any(m.value.startswith("**Horizontal mirror** (one strength only)") for m in at.markdown)

@@ -40,7 +40,7 @@ def test_opens_on_a_shipped_patch_with_top5_bars_and_the_heldout_table(opened: A
     assert any(c.startswith("With the patch at 20% of the image") for c in captions), captions
     assert len(at.get("plotly_chart")) >= 2  # the top-5 bars and the held-out curve
     assert len(at.get("download_button")) == 2  # the print sheet as PNG and PDF
-    assert len(at.dataframe) == 1  # patch vs noise vs grey by size
+    assert len(at.table) == 1  # patch vs noise vs grey by size
     text = " ".join(c.value for c in at.caption)
     assert "held-out photos" in text and "Brown et al." in text
     # Issue 20: the grey control lies on the noise control near 0%; drawn last, it hid it. It is dashed now, so both

@@ -70,6 +70,12 @@ def chart(slot: Any, figure: dict[str, Any]) -> None:
     slot.plotly_chart(figure, key=f"exp-chart-{next(_chart_ids)}", config={"displayModeBar": False})
 
 
+def table(slot: Any, rows: Any) -> None:
+    """A small results table (a DataFrame or a dict of columns) that fits its frame: st.table wraps a long header
+    or cell, where st.dataframe's canvas grid hid the columns at the right of a 1366-px screen (issue 20 item 4)."""
+    slot.table(rows, hide_index=True, border="horizontal")
+
+
 def class_name(index: int) -> str:
     name = IMAGENET_CATEGORIES[index]
     return f"{name} (#{index})" if IMAGENET_CATEGORIES.count(name) > 1 else name

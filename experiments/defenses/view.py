@@ -110,10 +110,6 @@ BLACKBOX_KEY = (
 )
 
 
-#: Column widths (px): less than the table's part of a 1366-px screen with the sidebar open (~600 px).
-COLUMN_PX = {"defense": 140, "clean": 50, "bare fooled": 78, "ignores it": 72, "knows it": 64, "by": 46}
-COLUMN_PX |= {"black-box": 74, "queries": 58}
-
 
 def table(report: DefenseReport) -> pd.DataFrame:
     def frac(k: int | None, n: int) -> str:
@@ -186,11 +182,7 @@ def show_report(slot: Any, report: DefenseReport | None, note: str = "") -> None
         widgets.chart(st.empty(), bar_chart(report))
         if note:
             st.caption(note)
-        shown = table(report)
-        # each column as wide as its header (the counts are a few characters), so all eight fit beside the
-        # settings on a 1366-px screen; a long defense name is cut in its cell, whole on hover
-        narrow = {c: st.column_config.TextColumn(c, width=COLUMN_PX.get(c, 60)) for c in shown.columns}
-        st.dataframe(shown, hide_index=True, width="stretch", column_config=narrow)
+        widgets.table(st, table(report))
         st.caption(TABLE_KEY + (BLACKBOX_KEY if report.blackbox_attack is not None else ""))
 
 

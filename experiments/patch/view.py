@@ -134,7 +134,7 @@ def show_heldout(meta: dict[str, Any]) -> None:
     sizes = [f"{s:.0%}" for s in table["sizes"]]
     rows = {"patch size (area)": sizes}
     rows |= {k: ["–" if r is None else f"{r:.1%}" for r in table[k]] for k in ("patch", "noise", "grey")}
-    st.dataframe(rows, hide_index=True)
+    widgets.table(st, rows)
     series = {k: [r or 0.0 for r in table[k]] for k in ("patch", "noise", "grey")}
     fig = figures.lines(sizes, series, title="Targeted success", x_title="patch area", y_title="", categorical_x=True)
     widgets.chart(st, fig)

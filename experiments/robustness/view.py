@@ -104,7 +104,8 @@ def show(result: dict[str, Any], *, key: str, disabled: bool) -> None:
             assert row.image is not None
             widgets.show_image(col, row.image, f"{row.title}: {row.label} ({_mark(row.still_fooled, row.reverted)})")
     first = next(iter(ok.values()))
-    st.dataframe(
+    widgets.table(
+        st,
         pd.DataFrame(
             [
                 {
@@ -116,6 +117,4 @@ def show(result: dict[str, Any], *, key: str, disabled: bool) -> None:
                 for r in first.rows[1:]
             ]
         ),
-        hide_index=True,
-        width="stretch",
     )
