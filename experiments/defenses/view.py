@@ -110,7 +110,6 @@ BLACKBOX_KEY = (
 )
 
 
-
 def table(report: DefenseReport) -> pd.DataFrame:
     def frac(k: int | None, n: int) -> str:
         return "-" if k is None or not n else f"{k}/{n}"
