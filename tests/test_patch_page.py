@@ -94,6 +94,11 @@ def test_a_short_live_run_is_kept_as_a_patch(opened: AppTest) -> None:
     # A 5-step patch fools no held-out photo: the line says why, against the shipped toaster's own figures.
     assert job.data["last"].heldout_success < 0.5
     assert "the shipped toaster patch took 1400 steps on 800 photos and fools 86%" in text, text
+    # The run's patch and loss curve stay after it ends (a walk: both vanished with the last step).
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert "patch trained (step 5)" in captions, captions
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Loss" in titles, titles
 
 
 def test_the_live_loss_curve_is_on_the_losss_own_range() -> None:

@@ -216,9 +216,12 @@ def loss_figure(history: list[tuple[int, float]]) -> dict[str, Any]:
 
 
 def painter(slots: dict[str, Any], store: dict[str, Any]):
-    def paint(p: engine.PatchProgress) -> None:
-        slots["status"].markdown(status(p))
-        widgets.show_image(slots["patch"], store["patch"], f"patch so far (step {p.step})")
+    """Draws a run's line, its patch and its loss curve into the page's slots: live, and again after the run."""
+
+    def paint(p: engine.PatchProgress, stopped: bool = False) -> None:
+        slots["status"].markdown(status(p, stopped=stopped))
+        where = "trained" if p.done else "stopped" if stopped else "so far"
+        widgets.show_image(slots["patch"], store["patch"], f"patch {where} (step {p.step})")
         widgets.chart(slots["curve"], loss_figure(store["history"]))
 
     return paint
