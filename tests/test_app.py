@@ -335,6 +335,20 @@ def test_two_sessions_share_the_model_and_get_their_own_results(finished: AppTes
     assert loaders.get_model("efficientnet_lite0") is loaders.get_model("efficientnet_lite0")
 
 
+def test_a_replayed_run_says_so_instead_of_its_blink_of_a_time(finished: AppTest) -> None:
+    """Issue 20 (a walk): the same default run again, after the first finished, is replayed from the scheduler;
+    its status line said "0.1 s" as if the attack took that long."""
+    again = _app()
+    again.button(key="run").click().run()
+    assert not again.exception, again.exception
+    first, second = finished.session_state["lab.record"], again.session_state["lab.record"]
+    assert second.replayed and second.shared  # (the first may be a replay too: the suite ran it before)
+    assert second.verdict.label == first.verdict.label == "umbrella"
+    line = next(m.value for m in again.markdown if m.value.startswith("**Step "))
+    assert "replayed from an identical run that had already finished" in line, line
+    assert " s · " not in line.split("replayed")[0], line  # no own time before it
+
+
 # ------------------------------------------------------------------------------------------------ the glue
 
 

@@ -109,6 +109,7 @@ class RunRecord:
     adversarial_png: bytes | None = None
     steps_iter: Iterator[Any] | None = field(default=None, repr=False)  # Steps, and serving.Waiting while queued
     shared: bool = False  # another session asked for the identical run first: its steps are shared
+    replayed: bool = False  # that identical run had finished when asked: its steps are replayed, not computed
     waiting: str | None = None  # while queued: where the run is in the server's queue
     queued_s: float = 0.0  # seconds spent in the server's queue before the first step (not the run's own time)
 

@@ -26,7 +26,7 @@ from experiments.lab import record as lab_record
 from experiments.lab.record import RECORD, RunRecord
 from experiments.lab.steps import RUN_SEED, difference_image, resolve_target, run_request, scheduled_steps
 from models import IMAGENET_CATEGORIES
-from serving.scheduler import Waiting
+from serving.scheduler import FINISHED, Waiting
 from ui import figures, loaders, run, state
 from ui.pickers import PARAM_LABELS, AttackChoice, Blocker, ImageChoice, ModelInput
 
@@ -229,8 +229,10 @@ class LiveView:
             return
         shared = " · shared with other students who asked for the same run" if record.shared else ""
         queries = f"{record.queries[-1]:,} model queries · " if record.queries else ""
+        # a replay takes a blink: its own time would read as the attack's (a walk saw "0.1 s")
+        took = "replayed from an identical run that had already finished" if record.replayed else f"{own:.1f} s"
         self.status.markdown(
-            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {queries}{own:.1f} s · "
+            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {queries}{took} · "
             + (f"after {record.queued_s:.0f} s in the queue · " if record.queued_s >= 0.5 else "")
             + (f"{rate:.1f} steps/s · " if rate else "")
             + f"{record.status}{flip}{shared}{note}"
@@ -466,6 +468,7 @@ def new_record(
         rows=figures.BarRows(seen.source, target_idx),
         steps_iter=scheduled_steps(scheduler, ticket),
         shared=ticket.asked > 1,
+        replayed=ticket.status == FINISHED,
     )
     return record
 
