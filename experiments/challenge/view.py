@@ -337,7 +337,7 @@ def _create_form() -> None:
         )
         allowed = st.selectbox("Attacks allowed", ALLOWED, key="ch.allowed", format_func=RULE_TITLES.get)
         confidence = st.slider(
-            "Counts when the model's p reaches",
+            "Also needs p ≥ (0: top class is enough)",
             0.0,
             0.99,
             value=0.0,
