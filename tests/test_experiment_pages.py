@@ -102,6 +102,9 @@ def test_transfer_run_fills_the_table_and_the_matrix() -> None:
     history = at.session_state["exp.transfer.history"]
     assert len(history) == 1 and set(history[0]["cells"]) == {"efficientnet_lite0", "efficientnet_lite1"}
     assert len(at.get("plotly_chart")) == 1
+    # the matrix names the models as the table does, not by their ids (issue 20: a class read those as jargon)
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "efficientnet_lite" not in spec and "Lite1" in spec and " · Lite0 · " in history[0]["row"]
 
 
 def test_transfer_parameters_are_bounded_with_friendly_labels() -> None:

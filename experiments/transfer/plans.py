@@ -13,7 +13,7 @@ from PIL import Image
 from attacks import Attack, Step, make_attack
 from experiments.transfer.presets import COMPARE_RUNS, MATRIX_ROWS
 from experiments.transfer.transfer import TransferResult, run_transfer
-from models import Classifier
+from models import MODELS, Classifier
 
 OnStep = Callable[[Step], None]
 
@@ -49,7 +49,10 @@ def comparison(
 
 def matrix_row(result: TransferResult, goal: str) -> dict[str, Any]:
     """One row of the page's matrix: its label and, per evaluated model, (fooled, label, p(target))."""
-    label = f"{goal} · {result.source_name} · {result.outcome.verdict.rms_distortion:.3f} rms"
+    # the models' short titles ("Lite0 + ResNet-50"), as the table's: a class read the raw ids as jargon
+    sources = " + ".join(MODELS[m].title.removeprefix("EfficientNet-").split(" (")[0] for m in result.source_models)
+    sources += f" (input diversity {result.diversity:g})" if result.diversity else ""
+    label = f"{goal} · {sources} · {result.outcome.verdict.rms_distortion:.3f} rms"
     return {"row": label, "cells": {r.model: (r.fooled, r.label, r.p_target) for r in result.rows}}
 
 

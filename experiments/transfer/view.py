@@ -69,7 +69,8 @@ def step_progress(bar: Any, data: dict[str, Any], step: Step) -> None:
     top = int(step.probs[0].argmax())
     bar.progress(
         min(1.0, step.index / max(total, 1)),
-        text=f"{data['running']}{part.attack.title} on {' + '.join(part.sources)}: step {step.index}/{total}: "
+        text=f"{data['running']}{part.attack.title} on {' + '.join(map(_short, part.sources))}: "
+        f"step {step.index}/{total}: "
         f"the attacked model says {IMAGENET_CATEGORIES[top]} ({float(step.probs[0, top]):.0%})",
     )
 
@@ -108,7 +109,7 @@ def show_result(result: TransferResult) -> None:
             "label, so a member of the ensemble can count as not fooled."
         )
     targeted = o.target is not None
-    flagged = [r.model for r in result.rows if r.took_source_label]
+    flagged = [_short(r.model) for r in result.rows if r.took_source_label]
     table = pd.DataFrame(
         [
             {
@@ -168,6 +169,10 @@ def show_matrix(history: list[dict[str, Any]]) -> None:
     widgets.chart(
         st.empty(),
         figures.heatmap(
-            [h["row"] for h in history], cols, values, text, title="Fooled? (red) — the label each model sees"
+            [h["row"] for h in history],
+            [_short(c) for c in cols],
+            values,
+            text,
+            title="Fooled? (red) — the label each model sees",
         ),
     )
