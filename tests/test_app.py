@@ -737,3 +737,7 @@ def test_presenter_view_from_the_link_and_the_toggle() -> None:
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     ticks = [f["layout"]["yaxis"]["tickfont"]["size"] for f in specs if "tickfont" in f["layout"].get("yaxis", {})]
     assert ticks and all(t == round(15 * lab_view.PRESENTER_FONT_SCALE) for t in ticks), ticks
+    # and every label that sets its own size: the chart's RMS-limit line label (a walk: it stayed at 12 px)
+    sizes = [a["font"]["size"] for f in specs for a in f["layout"].get("annotations", []) if "RMS limit" in a["text"]]
+    assert sizes == [round(12 * lab_view.PRESENTER_FONT_SCALE)], sizes
+    assert all(f["layout"]["font"]["size"] == round(15 * lab_view.PRESENTER_FONT_SCALE) for f in specs)

@@ -6,6 +6,7 @@ Drawing only: the numbers come from experiments.lab.record, the run's control fr
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -124,6 +125,20 @@ def _verdict_sentence(v: Verdict) -> str:
     )
 
 
+def _scale_fonts(node: Any, scale: float) -> None:
+    """Every font size a figure sets (the global font, an axis's ticks, the RMS-limit and flip labels) times
+    `scale`, in place: scaling the global font alone left the labels that set their own size small."""
+    if isinstance(node, list):
+        for item in node:
+            _scale_fonts(item, scale)
+    elif isinstance(node, dict):
+        for name, value in node.items():
+            if name.endswith("font") and isinstance(value, dict) and "size" in value:
+                node[name] = {**value, "size": round(value["size"] * scale)}
+            else:
+                _scale_fonts(value, scale)
+
+
 def stale_note(record: RunRecord) -> str:
     """Said above a result whose settings are no longer the widgets': which run it is, and how to get the new one."""
     title = ATTACKS[record.attack_name].title.split(" (")[0]
@@ -211,11 +226,10 @@ class LiveView:
     def _chart(self, slot: Any, figure: dict[str, Any]) -> None:
         # A unique key per draw: Streamlit refuses two identical charts in one script run (same element id).
         if self.font_scale != 1.0:  # the presenter view: the story readable from the back row
+            figure = copy.deepcopy(figure)  # a figure drawn twice must not grow twice
             layout = figure["layout"]
-            layout["font"] = {**layout.get("font", {}), "size": round(figures.FONT["size"] * self.font_scale)}
-            for name, axis in layout.items():  # an axis's own tick size (the bars' class names) grows alike
-                if name.startswith(("xaxis", "yaxis")) and "size" in axis.get("tickfont", {}):
-                    axis["tickfont"] = {**axis["tickfont"], "size": round(axis["tickfont"]["size"] * self.font_scale)}
+            layout["font"] = {**layout.get("font", {}), "size": figures.FONT["size"]}
+            _scale_fonts(layout, self.font_scale)
             layout["height"] = round(layout.get("height", 340) * 1.15)
         slot.plotly_chart(figure, key=f"chart-{next(self._keys)}", config={"displayModeBar": False})
 
