@@ -130,3 +130,13 @@ def test_the_per_class_histogram_counts_whole_classes() -> None:
     many = {c: sus.Rate(1.0, 1) for c in range(23)} | {99: sus.Rate(0.0, 1)}  # 23 classes in the 100% bin
     fig = study_figures.histogram(many, "mimic")
     assert fig["layout"]["yaxis"]["dtick"] == 5 and fig["layout"]["yaxis"]["tick0"] == 0
+
+
+def test_group_heatmap_scale_starts_near_the_lowest_rate() -> None:
+    """Issue 20 (a walk): rates of 95-100% on a 0-100% scale were one red; the scale now starts at 90% here."""
+    from experiments.study import figures as study_figures
+
+    fig = study_figures.group_heatmap(["a", "b"], ["c", "d"], [[0.953, 1.0], [None, 0.99]])
+    assert fig["data"][0]["zmin"] == pytest.approx(0.9) and fig["data"][0]["zmax"] == 1
+    low = study_figures.group_heatmap(["a"], ["c", "d"], [[0.31, 0.8]])
+    assert low["data"][0]["zmin"] == pytest.approx(0.3)
