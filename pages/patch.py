@@ -84,17 +84,18 @@ with train:
         seed = int(st.number_input("Seed (split, draws)", 0, 10_000, key=K + "seed", disabled=running))
 
 with out:
-    slots = {"status": st.empty()}  # a run's line, and the patch so far and its loss (kept after the run), on top
-    if running or job.data.get("history"):
+    slots = {"status": st.empty()}  # a run's line, on top; while it runs, the patch so far and its loss under it
+    if running:  # the selected patch's verdict would read as the new patch's: it waits for the run's end
         patch_col, curve_col = st.columns([1, 2])
         slots |= {"patch": patch_col.empty(), "curve": curve_col.empty()}
-    run.show_notes(job)
-    if "last" in job.data and not running:
-        view.painter(slots, job.data)(job.data["last"], stopped=job.status == "stopped")
-    if running:  # the selected patch's verdict would read as the new patch's: it waits for the run's end
         st.info("The new patch is placed on the photo here when training ends, or at **Stop**.")
-    elif picked is not None:
+    run.show_notes(job)
+    if picked is not None and not running:
         view.show_placed(MODEL, picked, pixels, target, (x, y, size / 100, float(angle)))
+    if "last" in job.data and not running:  # the run's patch and loss stay, under the placed patch (first screen)
+        patch_col, curve_col = st.columns([1, 2])
+        slots |= {"patch": patch_col.empty(), "curve": curve_col.empty()}
+        view.painter(slots, job.data)(job.data["last"], stopped=job.status == "stopped")
 
     st.subheader("Print it")
     cm = st.number_input("Printed side (cm)", 2.0, 30.0, key=K + "cm", step=0.5)
