@@ -105,13 +105,16 @@ def show(result: dict[str, Any], *, key: str, disabled: bool) -> None:
             widgets.show_image(col, row.image, f"{row.title}: {row.label} ({_mark(row.still_fooled, row.reverted)})")
     first = next(iter(ok.values()))
     widgets.table(
-        st,
+        st.expander(f"Every transformation, as a table ({len(first.rows) - 1} rows)"),
         pd.DataFrame(
             [
                 {
                     "transform": r.title,
                     **{f"{w}: label": rep.row(r.transform, r.strength).label for w, rep in ok.items()},
-                    **{f"{w}: still fooled": rep.row(r.transform, r.strength).still_fooled for w, rep in ok.items()},
+                    **{
+                        f"{w}: still fooled": "yes" if rep.row(r.transform, r.strength).still_fooled else "no"
+                        for w, rep in ok.items()
+                    },
                     "original under the same transform": r.clean_label,
                 }
                 for r in first.rows[1:]
