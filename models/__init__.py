@@ -11,6 +11,7 @@ from models.zoo import (
     default_device,
     get_spec,
     load_model,
+    short_title,
     weights_cached,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "load_model",
     "pil_to_tensor",
     "resolve_targets",
+    "short_title",
     "tensor_to_pil",
     "weights_cached",
 ]

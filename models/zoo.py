@@ -158,6 +158,14 @@ class UnknownModelError(ValueError):
     """A model name that is not in the registry."""
 
 
+def short_title(name: str) -> str:
+    """A model's name for a narrow column, a chart's axis or a chip: "Lite0", "ResNet-50" (no family prefix, no
+    year); an unregistered name (a test's model, a loaded file) as it is."""
+    if name not in MODELS:
+        return name
+    return MODELS[name].title.removeprefix("EfficientNet-").split(" (")[0]
+
+
 def get_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]

@@ -261,7 +261,7 @@ def model_view(model_name: str | None, image: ImageChoice | None, *, exact: bool
     table = pd.DataFrame(
         {"class": [IMAGENET_CATEGORIES[i] for i in top], "p": [f"{100 * float(seen.probs[i]):.1f}%" for i in top]}
     )
-    st.table(table, hide_index=True, border="horizontal")
+    widgets.table(st, table)
     return seen
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from experiments.transfer import transfer
 from images import SAMPLES, ImageError, frame_count, load_image
-from models import IMAGENET_CATEGORIES, MODELS, OFFLINE_MODELS, Classifier, tensor_to_pil, weights_cached
+from models import IMAGENET_CATEGORIES, MODELS, OFFLINE_MODELS, Classifier, short_title, tensor_to_pil, weights_cached
 from ui import loaders
 
 _chart_ids = itertools.count()
@@ -98,8 +98,7 @@ def model_label(name: str) -> str:
 
 def short_model_label(name: str) -> str:
     """A chip-sized model name ("Lite0 · offline", "ResNet-50 · cached"), so several fit in a narrow column."""
-    spec = MODELS[name]
-    title = spec.title.removeprefix("EfficientNet-").split(" (")[0]
+    spec, title = MODELS[name], short_title(name)
     if spec.offline:
         return f"{title} · offline"
     return f"{title} · {'cached' if weights_cached(name) else 'download'}"

@@ -13,7 +13,7 @@ from PIL import Image
 from attacks import Attack, Step, make_attack
 from experiments.transfer.presets import COMPARE_RUNS, MATRIX_ROWS
 from experiments.transfer.transfer import TransferResult, run_transfer
-from models import MODELS, Classifier
+from models import Classifier, short_title
 
 OnStep = Callable[[Step], None]
 
@@ -50,10 +50,7 @@ def comparison(
 def matrix_row(result: TransferResult, goal: str) -> dict[str, Any]:
     """One row of the page's matrix: its label and, per evaluated model, (fooled, label, p(target))."""
     # the models' short titles ("Lite0 + ResNet-50"), as the table's: a class read the raw ids as jargon
-    titles = (
-        MODELS[m].title.removeprefix("EfficientNet-").split(" (")[0] if m in MODELS else m for m in result.source_models
-    )
-    sources = " + ".join(titles)
+    sources = " + ".join(map(short_title, result.source_models))
     sources += f" (input diversity {result.diversity:g})" if result.diversity else ""
     label = f"{goal} · {sources} · {result.outcome.verdict.rms_distortion:.3f} rms"
     return {"row": label, "cells": {r.model: (r.fooled, r.label, r.p_target) for r in result.rows}}

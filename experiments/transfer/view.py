@@ -12,7 +12,7 @@ from attacks import ATTACKS, Step
 from experiments.lab.steps import difference_image
 from experiments.transfer.transfer import TransferResult
 from images import ImageError
-from models import IMAGENET_CATEGORIES
+from models import IMAGENET_CATEGORIES, short_title
 from ui import figures, widgets
 from ui.pickers import param_input
 
@@ -69,15 +69,10 @@ def step_progress(bar: Any, data: dict[str, Any], step: Step) -> None:
     top = int(step.probs[0].argmax())
     bar.progress(
         min(1.0, step.index / max(total, 1)),
-        text=f"{data['running']}{part.attack.title} on {' + '.join(map(_short, part.sources))}: "
+        text=f"{data['running']}{part.attack.title} on {' + '.join(map(short_title, part.sources))}: "
         f"step {step.index}/{total}: "
         f"the attacked model says {IMAGENET_CATEGORIES[top]} ({float(step.probs[0, top]):.0%})",
     )
-
-
-def _short(model: str) -> str:
-    """A model's name short enough for a table column at 1366 px: "Lite0", "ResNet-50"."""
-    return widgets.model_title(model).removeprefix("EfficientNet-")
 
 
 def show_result(result: TransferResult) -> None:
@@ -88,7 +83,7 @@ def show_result(result: TransferResult) -> None:
     ensemble = len(result.source_models) > 1
     judge = "ensemble" if ensemble else "attacked model"
     widgets.show_image(cols[0], o.original, f"Original ({'ensemble: ' if ensemble else ''}{cats[o.source]})")
-    attacked = " + ".join(map(_short, result.source_models))
+    attacked = " + ".join(map(short_title, result.source_models))
     says = f"{o.verdict.label} {o.verdict.probability:.0%}"
     widgets.show_image(cols[1], o.adversarial, f"Adversarial on {attacked}: {says}")
     widgets.show_image(
@@ -109,11 +104,11 @@ def show_result(result: TransferResult) -> None:
             "label, so a member of the ensemble can count as not fooled."
         )
     targeted = o.target is not None
-    flagged = [_short(r.model) for r in result.rows if r.took_source_label]
+    flagged = [short_title(r.model) for r in result.rows if r.took_source_label]
     table = pd.DataFrame(
         [
             {
-                "model": _short(r.model) + (" (attacked)" if r.is_source else ""),
+                "model": short_title(r.model) + (" (attacked)" if r.is_source else ""),
                 "clean image": r.clean_label,
                 "adversarial image": r.label,
                 **({"p(target)": 100 * (r.p_target or 0.0)} if targeted else {}),
@@ -170,7 +165,7 @@ def show_matrix(history: list[dict[str, Any]]) -> None:
         st.empty(),
         figures.heatmap(
             [h["row"] for h in history],
-            [_short(c) for c in cols],
+            [short_title(c) for c in cols],
             values,
             text,
             title="Fooled? (red) — the label each model sees",
