@@ -1,8 +1,7 @@
 """Defenses and detection: what helps, what only seems to, and telling adversarial images apart.
 
-Widgets -> experiments.defenses.defenses.evaluate_defenses (run by ui.run; Stop keeps finished rows),
-experiments.defenses.demo (one image three ways; the "Spot the adversarial" grid) and experiments.defenses.detection
-(the SVM of seed 004 sec. 4, feature squeezing), cached or driven through experiments.defenses.view; Athalye 2018.
+Widgets -> experiments.defenses: defenses.evaluate_defenses (run by ui.run; Stop keeps finished rows), demo (one image
+three ways; "Spot the adversarial"), detection (seed 004 sec. 4's SVM, feature squeezing), through its view.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import streamlit as st
 from attacks import ATTACKS, AttackError, make_attack
 from experiments.defenses import view
 from experiments.defenses.defenses import DEFENSES
-from experiments.defenses.detection import SQUEEZE_ATTACKS
 from models import class_index
 from ui import loaders, run, widgets
 from ui.pickers import param_input
@@ -36,7 +34,8 @@ st.caption(
     "an adversarial image apart?"
 )
 model = widgets.model_select("Model", K + "model", **off)
-defend_tab, detect_tab, spot_tab = st.tabs(["Defenses", "Detection", "Spot the adversarial"])
+tabs = ["Defenses", "Detection: the paper's SVM", "Detection: feature squeezing", "Spot the adversarial"]
+defend_tab, svm_tab, squeeze_tab, spot_tab = st.tabs(tabs)
 
 with defend_tab:
     settings, results = st.columns([1, 2.3], gap="large")
@@ -105,8 +104,8 @@ with defend_tab:
         else:
             st.info("Pick an image and a defense, then **Attack it three ways**: bare, ignoring it, knowing it.")
 
-with detect_tab:
-    st.markdown("##### The paper's SVM: true exemplars against impostors relabelled to the target")
+with svm_tab:  # each detector its own tab: its button on the first screen, not under the other's result
+    st.caption("Robinson & Graham 2015, sec. 4: true photos of the target against others relabelled to it.")
     cols = st.columns(3)
     with cols[0]:
         target = widgets.class_select("Target class", K + "target", class_index("jeep"), **off)
@@ -119,11 +118,9 @@ with detect_tab:
             view.show_svm(view.svm_on_samples(model.name, target, float(confidence), splits))
         except AttackError as err:
             widgets.error(err)
-    st.markdown("##### Feature squeezing (Xu et al. 2018): 5-bit colour and 2x2 median")
-    st.caption(
-        "Score: the largest L1 distance between the model's probabilities on the image and on its squeezed "
-        f"versions. Threshold: 5% false positives on the clean samples. Attacks: {', '.join(SQUEEZE_ATTACKS)}."
-    )
+with squeeze_tab:
+    squeeze_how = "5-bit colour and a 2x2 median; score: the largest L1 distance between the probabilities on the image"
+    st.caption(f"Xu et al. 2018: {squeeze_how} and its squeezed ones; flagged at 5% false positives on clean ones.")
     if st.button("Run feature squeezing", key=K + "squeeze", disabled=running or model is None):
         st.session_state[K + "squeeze_on"] = True
     if st.session_state.get(K + "squeeze_on") and model is not None:
