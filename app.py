@@ -1,4 +1,4 @@
-"""Adversarial Lab: the router. Page config and navigation only; every page lives in pages/.
+"""Adversarial Lab: the router. Page config, navigation and the presenter view's switch; every page lives in pages/.
 
 To add a page, add one st.Page line to PAGES (the first page with default=True opens at the root URL).
 """
@@ -6,6 +6,8 @@ To add a page, add one st.Page line to PAGES (the first page with default=True o
 from pathlib import Path
 
 import streamlit as st
+
+from ui import presenter
 
 #: Page files by absolute path, so the Cloud entry point (cloud/streamlit_app.py) routes to the same pages.
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
@@ -24,4 +26,6 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="Adversarial Lab", page_icon=":material/bug_report:", layout="wide")
-st.navigation(PAGES).run()
+page = st.navigation(PAGES, position="top" if presenter.on() else "sidebar")
+presenter.switch()  # on every page: the sidebar hidden, the links on top, text and charts larger
+page.run()

@@ -25,18 +25,8 @@ if job.status == "requested":
     st.session_state[state.SETUP_OPEN] = False  # fold the setup: on a projector the live view needs the screen
 
 
-presenting = bool(st.session_state[state.PRESENT])
-if presenting:
-    widgets.presenter_view()
-title, toggle = st.columns([4, 1], vertical_alignment="bottom")
-title.title("Attack Lab" if mode is None else "Attack Lab · classroom challenge")
-toggle.toggle(
-    "Presenter view",
-    key=state.PRESENT,
-    on_change=state.presenting_changed,
-    help="For a projector's back row: the sidebar and the setup fold away, the story is drawn larger. "
-    "A link opens in it with ?present=1.",
-)
+presenting = bool(st.session_state[state.PRESENT])  # its toggle and look: the router's (ui.presenter)
+st.title("Attack Lab" if mode is None else "Attack Lab · classroom challenge")
 if mode is None and not presenting:
     st.caption(
         "An invisible change of a few grey levels makes a classifier see whatever you like. "

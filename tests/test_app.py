@@ -546,9 +546,13 @@ def test_router_relies_on_a_streamlit_internal_that_still_exists() -> None:
 
 
 def test_app_is_a_router_only() -> None:
+    """app.py: page config, navigation and the presenter view's switch (which decides where the links go), nothing
+    heavier: ui.presenter imports Streamlit alone."""
     text = (ROOT / "app.py").read_text()
-    assert "st.navigation(PAGES).run()" in text and 'layout="wide"' in text
-    assert "import torch" not in text and "ui" not in re.findall(r"^from (\w+)", text, re.M)
+    assert "st.navigation(PAGES" in text and ".run()" in text and 'layout="wide"' in text
+    assert "import torch" not in text and re.findall(r"^from ui import (.+)$", text, re.M) == ["presenter"]
+    imports = re.findall(r"^(?:from|import) (\S+)", (ROOT / "ui" / "presenter.py").read_text(), re.M)
+    assert set(imports) == {"__future__", "streamlit"}, imports
 
 
 def test_parse_target_and_url_text_round_trip() -> None:
@@ -717,10 +721,11 @@ def test_a_run_that_does_not_fool_says_why_and_what_to_change() -> None:
 def test_presenter_view_from_the_link_and_the_toggle() -> None:
     """?present=1 opens the Lab in the presenter view: the toggle on, the setup folded, the sidebar hidden by the
     presenter style, and the link keeps present=1; turning the toggle off restores the sidebar and drops it."""
-    from ui import widgets
+    from ui import presenter
+    from ui.figures import PRESENTER_FONT_SCALE
 
     def styled(at: AppTest) -> bool:
-        return any(widgets.PRESENTER_CSS in getattr(h, "proto", h).body for h in at.get("html"))
+        return any(presenter.PRESENTER_CSS in getattr(h, "proto", h).body for h in at.get("html"))
 
     at = _app(present="1")
     assert not at.exception, at.exception
@@ -736,8 +741,34 @@ def test_presenter_view_from_the_link_and_the_toggle() -> None:
     at.button(key="run").click().run()
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     ticks = [f["layout"]["yaxis"]["tickfont"]["size"] for f in specs if "tickfont" in f["layout"].get("yaxis", {})]
-    assert ticks and all(t == round(15 * lab_view.PRESENTER_FONT_SCALE) for t in ticks), ticks
+    assert ticks and all(t == round(15 * PRESENTER_FONT_SCALE) for t in ticks), ticks
     # and every label that sets its own size: the chart's RMS-limit line label (a walk: it stayed at 12 px)
     sizes = [a["font"]["size"] for f in specs for a in f["layout"].get("annotations", []) if "RMS limit" in a["text"]]
-    assert sizes == [round(12 * lab_view.PRESENTER_FONT_SCALE)], sizes
-    assert all(f["layout"]["font"]["size"] == round(15 * lab_view.PRESENTER_FONT_SCALE) for f in specs)
+    assert sizes == [round(12 * PRESENTER_FONT_SCALE)], sizes
+    assert all(f["layout"]["font"]["size"] == round(15 * PRESENTER_FONT_SCALE) for f in specs)
+
+
+def test_the_presenter_view_is_on_every_page() -> None:
+    """Issue 20: the presenter view was the Lab's alone. A link to any page with ?present=1 opens it there (the
+    style, the toggle on, the charts' fonts scaled by the same widgets.chart every page draws through); switching
+    page keeps it; the toggle turns it off on any page and drops present=1 from the link."""
+    from ui import presenter
+    from ui.figures import FONT, PRESENTER_FONT_SCALE
+
+    def styled(at: AppTest) -> bool:
+        return any(presenter.PRESENTER_CSS in getattr(h, "proto", h).body for h in at.get("html"))
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["present"] = "1"
+    at.switch_page("pages/universal.py").run()
+    assert not at.exception, at.exception
+    assert styled(at) and at.toggle(key=S.PRESENT).value and at.query_params["present"] == "1"
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert specs and all(f["layout"]["font"]["size"] == round(FONT["size"] * PRESENTER_FONT_SCALE) for f in specs)
+    at.switch_page("pages/transfer.py").run()
+    assert styled(at) and at.toggle(key=S.PRESENT).value
+    at.switch_page("pages/universal.py").run()
+    at.toggle(key=S.PRESENT).set_value(False).run()
+    assert not styled(at) and "present" not in at.query_params
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert specs and all(f["layout"]["font"]["size"] == FONT["size"] for f in specs)

@@ -19,6 +19,8 @@ from attacks import ATTACKS, DEFAULT_ATTACK, DEFAULT_CONFIDENCE
 from experiments.lab.steps import LEAST_LIKELY, RANDOM, UNTARGETED
 from images import SAMPLES
 from models import DEFAULT_MODEL, IMAGENET_CATEGORIES, MODELS, UnknownClassError, class_index
+from ui.presenter import PRESENT as PRESENT  # keys the router needs too: named there
+from ui.presenter import SETUP_OPEN as SETUP_OPEN
 
 # Widget keys (also the names that tests and the browser tests use).
 SOURCE = "source"
@@ -30,8 +32,6 @@ TARGET = "target"
 ATTACK = "attack"
 GAIN = "gain"
 CONFIDENCE = "confidence"  # targeted runs stop once p(target) reaches this on the 8-bit image
-SETUP_OPEN = "setup_open"  # the setup panel; Run folds it so the live view moves up into sight
-PRESENT = "present"  # the presenter view (toggle, or ?present=1): no sidebar, setup folded, the story larger
 
 SOURCES = ("Samples", "Upload", "Camera")
 TARGET_SPECIALS = (LEAST_LIKELY, RANDOM, UNTARGETED)
@@ -116,20 +116,10 @@ def init_state() -> None:
         state[_URL_ERRORS] = apply_query(st.query_params.to_dict())
 
 
-def presenting_changed() -> None:
-    """on_change of the presenter toggle: turning it on folds the setup into its one-line summary, so the story
-    (images, bars, verdict) gets the screen."""
-    if st.session_state[PRESENT]:
-        st.session_state[SETUP_OPEN] = False
-
-
 def apply_query(query: Mapping[str, str]) -> list[str]:
     """Set the widgets from a link's parameters; returns one sentence per value that had to be ignored."""
     state = st.session_state
     errors: list[str] = []
-    if query.get("present") in ("1", "true", "yes"):
-        state[PRESENT] = True
-        state[SETUP_OPEN] = False
     if "image" in query:
         if query["image"] in SAMPLES:
             state[IMAGE] = query["image"]

@@ -19,30 +19,9 @@ from PIL import Image
 from experiments.transfer import transfer
 from images import SAMPLES, ImageError, frame_count, load_image
 from models import IMAGENET_CATEGORIES, MODELS, OFFLINE_MODELS, Classifier, short_title, tensor_to_pil, weights_cached
-from ui import loaders
+from ui import figures, loaders, presenter
 
 _chart_ids = itertools.count()
-
-
-PRESENTER_CSS = """<style>
-section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"]
-  { display: none; }
-[data-testid="stMainBlockContainer"] { padding: 3.5rem 2rem 2rem 2rem; max-width: 100%; }
-[data-testid="stMainBlockContainer"] [data-testid="stMarkdownContainer"] p,
-[data-testid="stMainBlockContainer"] [data-testid="stAlertContainer"] p { font-size: 1.3rem; }
-[data-testid="stImageCaption"], [data-testid="stCaptionContainer"] { font-size: 1.1rem; }
-[data-testid="stMainBlockContainer"] [data-testid="stSliderThumbValue"] [data-testid="stMarkdownContainer"] p,
-[data-testid="stMainBlockContainer"] [data-testid="stSliderTickBar"] [data-testid="stMarkdownContainer"] p
-  { font-size: 1.1rem; line-height: 1.4rem; }
-</style>"""
-
-
-def presenter_view() -> None:
-    """The presenter view's look, for the back row of a classroom: the sidebar gone (and its button), the page
-    edge to edge, the verdict, status and captions larger. A slider's value and its min/max are markdown too, but sit
-    in a box one 22.4-px line tall just above (or below) the track: they grow less and keep that line height, so the
-    value never runs into the track and thumb. Style only: st.html puts it in no visible element."""
-    st.html(PRESENTER_CSS)
 
 
 def error(message: str) -> None:
@@ -66,7 +45,10 @@ def show_image(slot: Any, image: Any, caption: str) -> None:
 
 
 def chart(slot: Any, figure: dict[str, Any]) -> None:
-    """A plotly figure (dict) in a slot; a fresh key per draw, as Streamlit refuses duplicate element ids."""
+    """A plotly figure (dict) in a slot, larger in the presenter view; a fresh key per draw, as Streamlit refuses
+    duplicate element ids."""
+    if presenter.on():
+        figure = figures.presented(figure)
     slot.plotly_chart(figure, key=f"exp-chart-{next(_chart_ids)}", config={"displayModeBar": False})
 
 
