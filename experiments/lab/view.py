@@ -6,7 +6,6 @@ Drawing only: the numbers come from experiments.lab.record, the run's control fr
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import os
@@ -31,12 +30,9 @@ from serving.scheduler import FINISHED, Waiting
 from ui import figures, loaders, run, state
 from ui.pickers import PARAM_LABELS, AttackChoice, Blocker, ImageChoice, ModelInput
 
-PRESENTER_FONT_SCALE = 1.35
 BARS_HEIGHT = 310  # beside the images, inside the first 768-px screen at 1366x768
-SHARED_NOTE = (
-    "Computed once for everyone who asked for exactly these settings: the server shares identical runs, so a whole "
-    "class running the same story costs one run."
-)
+#: In the status line, not under the verdict: a caption there pushed the bars below a 720-px screen (issue 20).
+SHARED_NOTE = " · computed once for everyone who asked for this same run: a class on one story costs one run"
 
 
 def live(
@@ -125,20 +121,6 @@ def _verdict_sentence(v: Verdict) -> str:
     )
 
 
-def _scale_fonts(node: Any, scale: float) -> None:
-    """Every font size a figure sets (the global font, an axis's ticks, the RMS-limit and flip labels) times
-    `scale`, in place: scaling the global font alone left the labels that set their own size small."""
-    if isinstance(node, list):
-        for item in node:
-            _scale_fonts(item, scale)
-    elif isinstance(node, dict):
-        for name, value in node.items():
-            if name.endswith("font") and isinstance(value, dict) and "size" in value:
-                node[name] = {**value, "size": round(value["size"] * scale)}
-            else:
-                _scale_fonts(value, scale)
-
-
 def stale_note(record: RunRecord) -> str:
     """Said above a result whose settings are no longer the widgets': which run it is, and how to get the new one."""
     title = ATTACKS[record.attack_name].title.split(" (")[0]
@@ -204,7 +186,7 @@ class LiveView:
             # Order of draw_cams: source on original, source on adversarial, target on original, on adversarial.
             self.cams = [top[0].empty(), top[1].empty(), bottom[0].empty(), bottom[1].empty()]
         self._keys = itertools.count()
-        self.font_scale = PRESENTER_FONT_SCALE if presenting else 1.0
+        self.presenting = presenting
 
     @property
     def gain(self) -> int:
@@ -225,12 +207,8 @@ class LiveView:
 
     def _chart(self, slot: Any, figure: dict[str, Any]) -> None:
         # A unique key per draw: Streamlit refuses two identical charts in one script run (same element id).
-        if self.font_scale != 1.0:  # the presenter view: the story readable from the back row
-            figure = copy.deepcopy(figure)  # a figure drawn twice must not grow twice
-            layout = figure["layout"]
-            layout["font"] = {**layout.get("font", {}), "size": figures.FONT["size"]}
-            _scale_fonts(layout, self.font_scale)
-            layout["height"] = round(layout.get("height", 340) * 1.15)
+        if self.presenting:  # the story readable from the back row
+            figure = figures.presented(figure)
         slot.plotly_chart(figure, key=f"chart-{next(self._keys)}", config={"displayModeBar": False})
 
     def draw_status(self, record: RunRecord, t: run.Timing, note: str = "") -> None:
@@ -241,7 +219,7 @@ class LiveView:
         if record.waiting is not None:
             self.status.markdown(f":material/hourglass_top: {record.waiting}{note}")
             return
-        shared = " · shared with other students who asked for the same run" if record.shared else ""
+        shared = SHARED_NOTE if record.shared else ""
         queries = f"{record.queries[-1]:,} model queries · " if record.queries else ""
         # a replay takes a blink: its own time would read as the attack's (a walk saw "0.1 s")
         took = "replayed from an identical run that had already finished" if record.replayed else f"{own:.1f} s"
@@ -394,8 +372,6 @@ class LiveView:
                 else:
                     hint = not_fooled_hint(record)
                     st.warning(f"Not fooled. {text}" + (f"  \n{hint}" if hint else ""), icon=":material/info:")
-                if record.shared:
-                    st.caption(SHARED_NOTE)
             _, target_label = record.labels
             stem = f"{record.image_name.rsplit('.', 1)[0]}_to_{(target_label or 'untargeted').replace(' ', '_')}"
             downloads = [
