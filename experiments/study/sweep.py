@@ -227,28 +227,30 @@ def run_units_refilled(
     """The units' pairs through one batch of `size` slots refilled as pairs end (attacks.refill), so the batch
     stays full instead of shrinking to a unit's stragglers; each unit's rows, verified as run_unit's, as soon as its
     last pair ends (units may finish out of order). Every row equals run_unit's: a pair's run is its run alone."""
-    pending: dict[int, tuple[Unit, dict[int, Ended]]] = {}
+    pending: dict[int, tuple[Unit, torch.Tensor, dict[int, Ended]]] = {}  # the unit, its inputs, its pairs ended
     began: dict[int, float] = {}
 
     def feed() -> Iterator[Pair]:
         for unit in units:
-            pending[unit.index] = (unit, {})
+            x0 = unit_inputs(unit, torch.device("cpu"))  # (N, 3, H, W), made once: the verdicts reuse it
+            pending[unit.index] = (unit, x0, {})
             began[unit.index] = time.perf_counter()
-            x0 = unit_inputs(unit, torch.device("cpu"))  # (N, 3, H, W)
             for j, (image_id, s, t) in enumerate(unit.pairs):
                 yield Pair((unit.index, j), x0[j], s, t, sample_seed(study.seed, image_id, t))
 
     for ended in run_refilled(attack, model, feed(), size=size, confidence=study.confidence):
         index, j = ended.tag
-        unit, got = pending[index]
+        unit, x0, got = pending[index]
         got[j] = ended
         if len(got) < len(unit.pairs):
             continue
         del pending[index]
         order = [got[j] for j in range(len(unit.pairs))]
         x_adv = torch.stack([e.x_adv for e in order]).to(model.device)  # (N, 3, H, W)
-        x0 = unit_inputs(unit, model.device)  # (N, 3, H, W)
-        yield unit, verify_rows(model, unit, study, x0, x_adv, [e.stopped_at for e in order], None, began.pop(index))
+        rows = verify_rows(
+            model, unit, study, x0.to(model.device), x_adv, [e.stopped_at for e in order], None, began.pop(index)
+        )
+        yield unit, rows
 
 
 def plan_pairs(chosen: Sequence[Screened], targets: Sequence[int]) -> list[tuple[str, int, int]]:
