@@ -78,7 +78,7 @@ def show(result: dict[str, Any], *, key: str, disabled: bool) -> None:
     outcomes, reports = result.get("outcomes", {}), result.get("reports", {})
     if not outcomes:
         return
-    cols = st.columns(4, gap="medium")
+    cols = st.columns([1, 1.6, 1, 1.6], gap="small")  # room for each verdict sentence beside its image
     for i, (what, o) in enumerate(outcomes.items()):
         widgets.show_image(cols[2 * i], o.adversarial, f"{what}: {o.verdict.label} {o.verdict.probability:.0%}")
         with cols[2 * i + 1]:
