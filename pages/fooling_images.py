@@ -114,8 +114,8 @@ def start() -> Iterator[tuple[str, Progress]]:
 
 
 with view:
+    run.show_notes(job, stale_unless=())  # above the images: an old result says so before it is looked at
     slots = fooling_view.layout(mode, len(targets))
     paint = fooling_view.painter(slots, store, fooling_view.UNITS[mode])
     run.drive(job, start, run.Draw(paint, run.Throttle(min_interval=0.6)))
     fooling_view.show(mode, slots, store)
-    run.show_notes(job)

@@ -142,7 +142,7 @@ with view:
             "Progress is under **Run**; **Stop** keeps whatever has finished."
         )
     run.drive(job, start)
-    run.show_notes(job)
+    run.show_notes(job, stale_unless=(K + "transform",))
     if RESULT in st.session_state:
         robustness_view.show(st.session_state[RESULT], key=K + "transform", disabled=running)
     elif ready:

@@ -147,7 +147,7 @@ with view:
     if running:
         st.info("Running: progress is under **Run**; **Stop** keeps every run that has finished.")
     run.drive(job, start)
-    run.show_notes(job)
+    run.show_notes(job, stale_unless=())
     if job.data.get("last") is not None:
         transfer_view.show_result(job.data["last"])
     elif ready:

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from attacks import ATTACKS, make_attack
+from ui import run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"fooling": "pages/fooling_images.py", "transfer": "pages/transfer.py", "robustness": "pages/robustness.py"}
@@ -105,6 +106,16 @@ def test_transfer_run_fills_the_table_and_the_matrix() -> None:
     # the matrix names the models as the table does, not by their ids (issue 20: a class read those as jargon)
     spec = at.get("plotly_chart")[0].proto.spec
     assert "efficientnet_lite" not in spec and "Lite1" in spec and " · Lite0 · " in history[0]["row"]
+    # Another image: the last run's result stays, and one line says it is the last run's (a walk: nothing said so)
+    assert not _stale(at)
+    at.selectbox(key="exp.transfer.image").set_value("coffee").run()
+    assert _stale(at) == [run.STALE] and len(at.dataframe) == 1
+    at.selectbox(key="exp.transfer.image").set_value("chelsea").run()
+    assert not _stale(at)  # back to the run's settings
+
+
+def _stale(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption if c.value == run.STALE]
 
 
 def test_transfer_parameters_are_bounded_with_friendly_labels() -> None:
@@ -199,6 +210,15 @@ def test_robustness_plain_and_eot() -> None:
     curves = at.selectbox(key="exp.robust.transform").options
     assert "Translation" in curves and "Horizontal mirror" not in curves  # no one-dot curve for the mirror (J)
     assert any(m.value.startswith("**Horizontal mirror** (one strength only)") for m in at.markdown)
+    # Looking at another transformation's curve is the result's own widget, not a setting: no "last run" line,
+    # also once the next Run has pinned it; a setting is.
+    at.selectbox(key="exp.robust.transform").set_value(curves[1]).run()
+    assert not _stale(at)
+    at.button(key="exp.robust.run").click().run()
+    at.selectbox(key="exp.robust.transform").set_value(curves[2]).run()
+    assert not _stale(at)
+    at.slider(key="exp.robust.samples").set_value(3).run()
+    assert _stale(at) == [run.STALE]
 
 
 def test_robustness_target_equal_to_the_class_is_refused_before_run() -> None:

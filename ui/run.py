@@ -121,6 +121,7 @@ class Job:
     data: dict[str, Any] = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
     work: Iterator[Any] | None = field(default=None, repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)  # the plain setting values pinned at Run (see `stale`)
     baton: threading.Lock = field(default_factory=threading.Lock, repr=False)  # held by the driving script run
 
     @property
@@ -169,9 +170,17 @@ def job(key: str) -> Job:
 
 def request_start(key: str, kind: str = "run", settings: Iterable[str] = ()) -> None:
     """on_click of a Run button: ask for a run. `settings`: the widget keys to pin (see ui.state.pin_values)."""
+    settings = list(settings)
     pin_values(settings)
     state: Job = st.session_state.setdefault(key, Job(key))
     state.status, state.kind, state.stop_requested, state.notes, state.data = "requested", kind, False, [], {}
+    plain = (str, int, float, bool, type(None))  # widget values: text, numbers, choices and lists of them
+    values = {k: st.session_state.get(k) for k in settings}
+    state.settings = {
+        k: v
+        for k, v in values.items()
+        if isinstance(v, plain) or (isinstance(v, list) and all(isinstance(x, plain) for x in v))
+    }
     state.timing = Timing(clicked=perf_counter())
 
 
@@ -376,9 +385,26 @@ def _fail(state: Job, err: Exception) -> None:
     state.end("failed")
 
 
-def show_notes(state: Job) -> None:
+STALE = ":material/history: This is your last run's result; the settings have changed since: press **Run** to try them."
+
+
+def stale(state: Job, ignore: Iterable[str] = ()) -> bool:
+    """A finished (or stopped) run's result is on the page but a setting pinned at its Run holds another value now
+    (a walk: another sample left the old result with nothing saying so). Keys starting with one of `ignore` (the
+    result's own display widgets) and a setting whose widget is gone from the page (another mode's) do not count."""
+    now, skip = st.session_state, tuple(ignore)
+    return state.ended and any(
+        k in now and now[k] != v for k, v in state.settings.items() if not (skip and k.startswith(skip))
+    )
+
+
+def show_notes(state: Job, *, stale_unless: Iterable[str] | None = None) -> None:
     """What a run left to say: where it stopped (the page's `data["stopped"]` sentence, kept up to date by its
-    work), then its notes: warnings as st.warning, errors as one st.error sentence each."""
+    work), then its notes: warnings as st.warning, errors as one st.error sentence each. `stale_unless` (a page
+    whose result is one run's, naming the keys of the result's own display widgets): first, one line when the
+    settings have changed since its Run (`stale`)."""
+    if stale_unless is not None and stale(state, stale_unless):
+        st.caption(STALE)
     if state.status == "stopped":
         st.warning(state.data.get("stopped", "Stopped: what had finished is shown."), icon=":material/stop_circle:")
     for level, text in state.notes:
