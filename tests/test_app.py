@@ -311,7 +311,7 @@ def test_bad_link_values_are_reported_and_ignored() -> None:
 
 def test_story_preset_sets_image_and_target() -> None:
     at = _app()
-    at.pills[0].set_value("Dog → half-track").run()
+    at.pills[0].set_value("Dog → half track").run()
     assert not at.exception, at.exception
     assert at.selectbox(key=S.IMAGE).value == "imagenet_00"
     assert at.selectbox(key=S.TARGET).value == class_index("half track")
@@ -345,8 +345,9 @@ def test_a_replayed_run_says_so_instead_of_its_blink_of_a_time(finished: AppTest
     assert second.replayed and second.shared  # (the first may be a replay too: the suite ran it before)
     assert second.verdict.label == first.verdict.label == "umbrella"
     line = next(m.value for m in again.markdown if m.value.startswith("**Step "))
-    assert "replayed from an identical run that had already finished" in line, line
+    assert "replayed from an identical finished run" in line, line
     assert " s · " not in line.split("replayed")[0], line  # no own time before it
+    assert "running" not in line and "finished" not in line.split("finished run")[1], line  # no "· running" after it
 
 
 # ------------------------------------------------------------------------------------------------ the glue
@@ -668,13 +669,14 @@ def test_the_attack_picker_marks_the_black_box_attacks() -> None:
 
 def test_a_result_whose_settings_changed_says_it_is_the_last_run() -> None:
     """Helper walk (issue 20): after a run, changing the attack left the old verdict with nothing saying whose it
-    was. Now one line above it says it is the last run's (its attack and goal) until Run; same settings: no line."""
+    was. Now one line beside Run, in the old run's status line, says it is the last run's (its attack and goal)
+    until Run; same settings: no line. Another image (a walk: the old "Step 11 / 200 … finished" stayed) too."""
     at = _app()
     at.button(key="run").click().run()
     assert not at.exception, at.exception
 
     def stale(at: AppTest) -> list[str]:
-        return [c.value for c in at.caption if "This is your last run" in c.value]
+        return [c.value for c in [*at.caption, *at.markdown] if "This is your last run" in c.value]
 
     assert not stale(at)
     at.selectbox(key=S.ATTACK).set_value("pgd").run()
@@ -683,6 +685,10 @@ def test_a_result_whose_settings_changed_says_it_is_the_last_run() -> None:
     at.button(key="run").click().run()
     assert not at.exception, at.exception
     assert not stale(at) and at.session_state["lab.record"].attack_name == "pgd"
+    status = [m.value for m in at.markdown if m.value.startswith("**Step ")]
+    assert status and "finished" in status[0]
+    at.selectbox(key=S.IMAGE).set_value("imagenet_00").run()
+    assert stale(at) and "PGD" in stale(at)[0] and not [m for m in at.markdown if m.value.startswith("**Step ")]
 
 
 def test_a_targeted_label_only_attack_without_a_starting_photo_says_so_beside_run() -> None:

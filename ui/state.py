@@ -54,7 +54,7 @@ PRESETS: tuple[Preset, ...] = tuple(
     p
     for p in (
         Preset("Cat → umbrella", "chelsea", "umbrella"),
-        Preset("Dog → half-track", "imagenet_00", "half track"),
+        Preset("Dog → half track", "imagenet_00", "half track"),
         Preset("Espresso → tarantula", "coffee", "tarantula"),
         Preset("Rocket → banana", "rocket", "banana"),
     )

@@ -32,7 +32,7 @@ from ui.pickers import PARAM_LABELS, AttackChoice, Blocker, ImageChoice, ModelIn
 
 BARS_HEIGHT = 310  # beside the images, inside the first 768-px screen at 1366x768
 #: In the status line, not under the verdict: a caption there pushed the bars below a 720-px screen (issue 20).
-SHARED_NOTE = " · computed once for everyone who asked for this same run: a class on one story costs one run"
+SHARED_NOTE = " · computed once for everyone who asked for this same run"
 
 
 def live(
@@ -122,7 +122,8 @@ def _verdict_sentence(v: Verdict) -> str:
 
 
 def stale_note(record: RunRecord) -> str:
-    """Said above a result whose settings are no longer the widgets': which run it is, and how to get the new one."""
+    """Said beside Run (in the status line's place) when the result shown is no longer the widgets' settings': which
+    run it is, and how to get the new one."""
     title = ATTACKS[record.attack_name].title.split(" (")[0]
     source, target = record.labels
     aim = f"{source} → {target}" if target is not None else f"{source} → any other class"
@@ -222,12 +223,14 @@ class LiveView:
         shared = SHARED_NOTE if record.shared else ""
         queries = f"{record.queries[-1]:,} model queries · " if record.queries else ""
         # a replay takes a blink: its own time would read as the attack's (a walk saw "0.1 s")
-        took = "replayed from an identical run that had already finished" if record.replayed else f"{own:.1f} s"
+        took = "replayed from an identical finished run" if record.replayed else f"{own:.1f} s"
+        # a replay is "running" only while its recorded steps are sent: the word read as a contradiction
+        word = "" if record.replayed and record.status in ("running", "finished") else f" · {record.status}"
         self.status.markdown(
-            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {queries}{took} · "
-            + (f"after {record.queued_s:.0f} s in the queue · " if record.queued_s >= 0.5 else "")
-            + (f"{rate:.1f} steps/s · " if rate else "")
-            + f"{record.status}{flip}{shared}{note}"
+            f"**Step {max(done - 1, 0)} / {record.planned_steps}** · {queries}{took}"
+            + (f" · after {record.queued_s:.0f} s in the queue" if record.queued_s >= 0.5 else "")
+            + (f" · {rate:.1f} steps/s" if rate else "")
+            + f"{word}{flip}{shared}{note}"
         )
 
     def draw_charts(self, record: RunRecord, index: int | None = None, marker: int | None = None) -> None:
@@ -354,8 +357,9 @@ class LiveView:
         """After a run: verdict, downloads and the replay scrubber, which redraws the view at the chosen step.
         `status` False: the status line's place holds why Run is off now. `current`: the settings the widgets hold
         now; when they differ from the run's, one line says the result is the last run's."""
+        stale = current is not None and record.status != "running" and dict(current) != record.query
         with self.results.container():
-            if current is not None and record.status != "running" and dict(current) != record.query:
+            if stale and not status:  # else said in the status line, beside Run, instead of the old run's line
                 st.caption(f":material/history: {stale_note(record)}")
             v = record.verdict
             if record.status == "failed":
@@ -406,7 +410,9 @@ class LiveView:
                     help="Scrub through the recorded steps; images are from the nearest "
                     "snapshot at or before the step.",
                 )
-        if status:
+        if status and stale:
+            self.status.markdown(f":material/history: {stale_note(record)}")
+        elif status:
             self.draw_status(record, timing)
         if not record.steps:
             return
