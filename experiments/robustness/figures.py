@@ -45,7 +45,8 @@ def still_fooled_bars(counts: dict[str, list[tuple[str, int, int]]], colours: di
             "font": FONT,
             "xaxis": {"range": [0, 1.15], "tickformat": ".0%"},
             "yaxis": {"autorange": "reversed", "automargin": True},
-            "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
-            "legend": {"orientation": "h", "y": -0.12, "x": 0},
+            "margin": {"l": 10, "r": 10, "t": 64, "b": 30},
+            # the key above the bars, under the title: below them it fell under a 768-px screen (a walk)
+            "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
         },
     }
