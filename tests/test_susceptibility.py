@@ -130,6 +130,11 @@ def test_the_per_class_histogram_counts_whole_classes() -> None:
     many = {c: sus.Rate(1.0, 1) for c in range(23)} | {99: sus.Rate(0.0, 1)}  # 23 classes in the 100% bin
     fig = study_figures.histogram(many, "mimic")
     assert fig["layout"]["yaxis"]["dtick"] == 5 and fig["layout"]["yaxis"]["tick0"] == 0
+    # The shipped study's 655 classes in one bin ticked at 131, 262, 393…: now round steps of 1, 2, 5, 10, 20…
+    crowded = {c: sus.Rate(1.0, 1) for c in range(655)}
+    assert study_figures.histogram(crowded, "mimic")["layout"]["yaxis"]["dtick"] == 200
+    steps = [study_figures.nice_step(x) for x in (0.5, 1, 1.2, 2, 3, 7, 11, 26, 131)]
+    assert steps == [1, 1, 2, 2, 5, 10, 20, 50, 200]
 
 
 def test_group_heatmap_scale_starts_near_the_lowest_rate() -> None:

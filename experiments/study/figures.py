@@ -90,6 +90,14 @@ def success_curve(rows: Sequence[Row], study_cap: float, cap: float | None = Non
     return fig
 
 
+def nice_step(at_least: float) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50… that is at least `at_least`: a tick every 131 classes read as noise."""
+    step = 1
+    while step < at_least:
+        step = step * 5 // 2 if str(step).startswith("2") else step * 2
+    return step
+
+
 def histogram(rates: dict[int, sus.Rate], kind: str) -> dict[str, Any]:
     values = [v.rate for v in rates.values()]
     median = statistics.median(values)
@@ -103,7 +111,7 @@ def histogram(rates: dict[int, sus.Rate], kind: str) -> dict[str, Any]:
     layout = _layout(f"{kind.title()} rate per {side} class", f"{kind} rate", "classes", height=280)
     layout["xaxis"].update({"range": [-0.03, 1.03], "tickformat": ".0%"})
     tallest = max(collections.Counter(round(v / 0.05) for v in values).values())  # classes in the fullest bin
-    layout["yaxis"].update({"tick0": 0, "dtick": max(1, math.ceil(tallest / 5))})  # whole classes: no 0.5 ticks
+    layout["yaxis"].update({"tick0": 0, "dtick": nice_step(tallest / 5)})  # whole classes, round numbers (1, 2, 5…)
     layout["shapes"] = [
         {
             "type": "line",
@@ -141,6 +149,7 @@ def scatter(rows: Sequence[Row], cap: float) -> tuple[dict[str, Any], str]:
             "text": [IMAGENET_CATEGORIES[p[0]] for p in points],
             "hovertemplate": "%{text}: modify %{x:.1%}, mimic %{y:.1%}<extra></extra>",
             "marker": {"size": 12, "color": figures.SOURCE_COLOUR},
+            "cliponaxis": False,  # the many classes at 100% keep their whole markers at the plot's top edge
         }
         layout = _layout("Modify vs mimic (classes both source and target)", "modify rate", "mimic rate")
         layout["xaxis"].update({"range": [-0.02, 1.02], "tickformat": ".0%"})

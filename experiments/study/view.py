@@ -320,7 +320,9 @@ def show_study(params: dict[str, Any], rows: list[Row], key: str) -> None:
     data = sus.report(
         rows, IMAGENET_CATEGORIES, class_group=class_group, groups=groups, cap=cap, study_cap=float(params["max_rms"])
     )
-    st.dataframe(group_table(data["groups"]), hide_index=True, column_config=GROUP_COLUMNS)
+    table = group_table(data["groups"])
+    # every group's row at once (35-px rows and the header): the default height cut the 11th row in half (a walk)
+    st.dataframe(table, hide_index=True, column_config=GROUP_COLUMNS, height=35 * (min(len(table), 30) + 1) + 3)
     names, matrix = data["group_matrix"]["groups"], data["group_matrix"]["rates"]
     src = [i for i, line in enumerate(matrix) if any(v is not None for v in line)]
     tgt = [j for j in range(len(names)) if any(line[j] is not None for line in matrix)]
