@@ -51,7 +51,8 @@ with settings:
     except AttackError as err:
         widgets.error(err)
     view.clamp(K + "count", 3, max(3, len(names)), len(names))
-    count = int(st.number_input("Use the first N images", 3, max(3, len(names)), key=K + "count", **off))
+    most = max(3, len(names))  # said in the label: the greyed "+" at the end said nothing (a walk)
+    count = int(st.number_input(f"Use the first N images (of {len(names)})", 3, most, key=K + "count", **off))
     norm = st.segmented_control("Norm", universal.NORMS, key=K + "norm", format_func=lambda n: f"L{n}", **off)
     norm = norm or "inf"
     st.session_state.setdefault(K + "xi." + norm, universal.DEFAULT_XI[norm])

@@ -248,7 +248,8 @@ def model_view(model_name: str | None, image: ImageChoice | None, *, exact: bool
         return None
     seen = ModelInput(model_name, loaders.get_model(model_name), png, loaders.probabilities(model_name, png))
     size = seen.model.input_size
-    st.image(png, caption=f"{image.name} · {size}×{size} pixels", output_format="PNG", width="stretch")
+    # the size only, not the sample id ("chelsea"): the picker above names the image
+    st.image(png, caption=f"{size}×{size} pixels", output_format="PNG", width="stretch")
     if image.data is not None and not exact:
         with Image.open(io.BytesIO(image.data)) as raw:  # the header only: the upload was decoded and checked above
             w, h = raw.size

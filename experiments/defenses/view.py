@@ -165,7 +165,10 @@ def bar_chart(report: DefenseReport) -> dict[str, Any]:
             "barmode": "group",
             "height": 330,
             "font": figures.FONT,
-            "title": {"text": f"{widgets.model_title(report.model)}, {report.attack} on {report.images} images"},
+            "title": {  # both counts: "on 6 images" under a slider at 8 read as a bug (a walk)
+                "text": f"{widgets.model_title(report.model)}, {report.attack} on the {report.images} of "
+                f"{report.images_total} images it classifies right"
+            },
             "yaxis": {"range": [0, 1.15], "tickformat": ".0%"},  # room for the k/n labels above full bars
             "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
             "legend": {"orientation": "h", "y": -0.2, "x": 0},
