@@ -770,7 +770,12 @@ def test_the_presenter_view_is_on_every_page() -> None:
     assert not at.exception, at.exception
     assert styled(at) and at.toggle(key=S.PRESENT).value and at.query_params["present"] == "1"
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert specs and all(f["layout"]["font"]["size"] == round(FONT["size"] * PRESENTER_FONT_SCALE) for f in specs)
+    big = round(FONT["size"] * PRESENTER_FONT_SCALE)
+    assert specs and all(f["layout"]["font"]["size"] == big for f in specs)
+    # and the parts Streamlit's chart theme sizes itself (a walk: the ticks stayed at 12 px): at least that size
+    ticks = [a["tickfont"]["size"] for f in specs for k, a in f["layout"].items() if k.startswith(("xaxis", "yaxis"))]
+    assert ticks and min(ticks) >= big, ticks
+    assert all(f["layout"]["title"]["font"]["size"] >= big for f in specs if "title" in f["layout"])
     at.switch_page("pages/transfer.py").run()
     assert styled(at) and at.toggle(key=S.PRESENT).value
     at.switch_page("pages/universal.py").run()

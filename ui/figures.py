@@ -286,5 +286,20 @@ def presented(figure: dict[str, Any], scale: float = PRESENTER_FONT_SCALE) -> di
     layout = figure.setdefault("layout", {})
     layout["font"] = {**layout.get("font", {}), "size": layout.get("font", {}).get("size", FONT["size"])}
     _scale_fonts(layout, scale)
+    # Streamlit's chart theme sizes the title, the ticks and the legend itself, so they do not follow the global
+    # font: each gets the scaled size where the figure left it unset (a walk: the ticks stayed at 12 px).
+    size = layout["font"]["size"]
+    parts = [v for k, v in layout.items() if k.startswith(("xaxis", "yaxis")) and isinstance(v, dict)]
+    for axis in parts:
+        axis.setdefault("tickfont", {}).setdefault("size", size)
+        if isinstance(axis.get("title"), dict):
+            axis["title"].setdefault("font", {}).setdefault("size", size)
+    if isinstance(layout.get("title"), dict):
+        layout["title"].setdefault("font", {}).setdefault("size", size)
+    layout.setdefault("legend", {}).setdefault("font", {}).setdefault("size", size)
+    for trace in figure.get("data", []):  # the values written on bars and cells ("92.6%")
+        _scale_fonts(trace, scale)
+        if "text" in trace:
+            trace.setdefault("textfont", {}).setdefault("size", round(size * 0.85))
     layout["height"] = round(layout.get("height", 340) * 1.15)
     return figure
