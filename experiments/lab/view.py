@@ -220,6 +220,9 @@ class LiveView:
         if record.waiting is not None:
             self.status.markdown(f":material/hourglass_top: {record.waiting}{note}")
             return
+        if done == 0 and record.status == "running":  # asked, before the scheduler's first word: not "Step 0 · running"
+            self.status.markdown(f":material/hourglass_top: Starting: asking the server for a place…{note}")
+            return
         shared = SHARED_NOTE if record.shared else ""
         queries = f"{record.queries[-1]:,} model queries · " if record.queries else ""
         # a replay takes a blink: its own time would read as the attack's (a walk saw "0.1 s")
