@@ -21,7 +21,16 @@ class Relabel(GradientAttack):
     params = (
         Param("step_size", 0.25, 0.01, 16.0, "Change of each pixel value per step (1/255 units).", "1/255"),
         Param("steps", 200, 1, 10000, "Maximum number of steps.", integer=True),
-        Param("max_rms", 0.01, 0.0001, 1.0, "Stop when the RMS distortion would exceed this (paper: 0.01).", "rms"),
+        Param(
+            "max_rms",
+            0.01,
+            0.0001,
+            1.0,
+            "How big the change may get: the RMS distortion, the root-mean-square of every pixel's change on a 0-1 "
+            "scale (0.01 is about 2.5 grey levels of 255 on average). The attack stops before passing it; "
+            "the paper's limit is 0.01.",
+            "rms",
+        ),
     )
 
     def direction(self, grad: Tensor, state: dict[str, Tensor]) -> Tensor:

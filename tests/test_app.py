@@ -196,6 +196,8 @@ def test_bad_uploads_are_one_error_each(content: bytes, words: str) -> None:
 
 def test_good_upload_is_used() -> None:
     at = _app()
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert "224×224 pixels" in captions and not any("chelsea" in c for c in captions)  # a sample: no id (a walk)
     at.session_state[S.SOURCE] = "Upload"
     at.run()
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))

@@ -235,7 +235,7 @@ def test_robustness_parameters_are_bounded() -> None:
     for p in ATTACKS["relabel"].params:
         box = at.number_input(key=f"exp.robust.relabel.{p.name}")
         assert (box.min, box.max) == (p.low, p.high) and "_" not in box.label
-    assert at.number_input(key="exp.robust.relabel.max_rms").label == "Max RMS distortion"
+    assert at.number_input(key="exp.robust.relabel.max_rms").label == "Max change (RMS)"
 
 
 @pytest.mark.slow

@@ -248,8 +248,9 @@ def model_view(model_name: str | None, image: ImageChoice | None, *, exact: bool
         return None
     seen = ModelInput(model_name, loaders.get_model(model_name), png, loaders.probabilities(model_name, png))
     size = seen.model.input_size
-    # the size only, not the sample id ("chelsea"): the picker above names the image
-    st.image(png, caption=f"{size}×{size} pixels", output_format="PNG", width="stretch")
+    # an upload's file name, but not a sample's id ("chelsea"): the sample picker above names it in words
+    named = f"{image.name} · " if image.sample_id is None else ""
+    st.image(png, caption=f"{named}{size}×{size} pixels", output_format="PNG", width="stretch")
     if image.data is not None and not exact:
         with Image.open(io.BytesIO(image.data)) as raw:  # the header only: the upload was decoded and checked above
             w, h = raw.size
@@ -317,7 +318,7 @@ def target_picker(seen: ModelInput | None, *, disabled: bool) -> tuple[state.Tar
 
 #: Friendlier labels for the parameter names the attacks share; anything else is shown as its name.
 PARAM_LABELS = {
-    "max_rms": "Max RMS distortion",
+    "max_rms": "Max change (RMS)",
     "step_size": "Step size",
     "steps": "Steps",
     "eps": "Budget ε",

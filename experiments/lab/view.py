@@ -145,7 +145,7 @@ def not_fooled_hint(record: RunRecord) -> str | None:
             "(the same step, repeated), or make it untargeted."
         )
     if record.rms_cap is not None and v.rms_distortion >= 0.9 * record.rms_cap:
-        return f"It reached its RMS limit ({record.rms_cap:g}) first: raise Max RMS distortion."
+        return f"It reached its RMS limit ({record.rms_cap:g}) first: raise Max change (RMS)."
     on_top = v.index != record.source if record.target is None else v.index == record.target
     if record.confidence > 0 and on_top:
         return (
