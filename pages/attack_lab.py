@@ -12,7 +12,7 @@ from experiments.challenge import view as challenge_view
 from experiments.lab import record as lab_record
 from experiments.lab import view as lab_view
 from experiments.universal import view as universal_view
-from ui import loaders, pickers, run, state, widgets
+from ui import loaders, pickers, presenter, run, state, widgets
 from ui.router import through_router
 
 through_router()
@@ -25,7 +25,7 @@ if job.status == "requested":
     st.session_state[state.SETUP_OPEN] = False  # fold the setup: on a projector the live view needs the screen
 
 
-presenting = bool(st.session_state[state.PRESENT])  # its toggle and look: the router's (ui.presenter)
+presenting = presenter.on()  # its toggle and look: the router's
 st.title("Attack Lab" if mode is None else "Attack Lab · classroom challenge")
 if mode is None and not presenting:
     st.caption(
@@ -78,7 +78,7 @@ state.write_url((mode.query if fixed else query) | ({"present": "1"} if presenti
 
 run_col, stop_col, status = controls.columns([1, 1, 6], gap="small", vertical_alignment="center")
 run.buttons(job, ready=ready, settings=state.setting_keys(), columns=(run_col, stop_col), scheduled=True)
-view = lab_view.LiveView(status, presenting=presenting)
+view = lab_view.LiveView(status)
 on_finish = partial(challenge_view.submit, mode) if fixed else None
 lab_view.live(
     job, view, seen=seen, image=image, target=target, choice=choice, query=query, on_finish=on_finish, blocker=blocker

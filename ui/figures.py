@@ -284,7 +284,7 @@ def presented(figure: dict[str, Any], scale: float = PRESENTER_FONT_SCALE) -> di
     so a figure drawn twice does not grow twice."""
     figure = copy.deepcopy(figure)
     layout = figure.setdefault("layout", {})
-    layout["font"] = {**layout.get("font", {}), "size": layout.get("font", {}).get("size", FONT["size"])}
+    layout["font"] = {"size": FONT["size"], **layout.get("font", {})}
     _scale_fonts(layout, scale)
     # Streamlit's chart theme sizes the title, the ticks and the legend itself, so they do not follow the global
     # font: each gets the scaled size where the figure left it unset (a walk: the ticks stayed at 12 px).

@@ -27,7 +27,7 @@ from experiments.lab.record import RECORD, RunRecord
 from experiments.lab.steps import RUN_SEED, difference_image, resolve_target, run_request, scheduled_steps
 from models import IMAGENET_CATEGORIES
 from serving.scheduler import FINISHED, Waiting
-from ui import figures, loaders, run, state
+from ui import figures, loaders, presenter, run, state
 from ui.pickers import PARAM_LABELS, AttackChoice, Blocker, ImageChoice, ModelInput
 
 BARS_HEIGHT = 310  # beside the images, inside the first 768-px screen at 1366x768
@@ -160,7 +160,7 @@ def not_fooled_hint(record: RunRecord) -> str | None:
 class LiveView:
     """The placeholders of the run's view, created once per script run and updated in place."""
 
-    def __init__(self, status: Any, *, presenting: bool = False) -> None:
+    def __init__(self, status: Any) -> None:
         # The story first, in one 768-px screen at 1366x768 (issue 20): the verdict, then the three images (the
         # point: "you can't see the change") beside the bars (the model sees the target); the history, the tools
         # and Grad-CAM below.
@@ -187,7 +187,6 @@ class LiveView:
             # Order of draw_cams: source on original, source on adversarial, target on original, on adversarial.
             self.cams = [top[0].empty(), top[1].empty(), bottom[0].empty(), bottom[1].empty()]
         self._keys = itertools.count()
-        self.presenting = presenting
 
     @property
     def gain(self) -> int:
@@ -208,7 +207,7 @@ class LiveView:
 
     def _chart(self, slot: Any, figure: dict[str, Any]) -> None:
         # A unique key per draw: Streamlit refuses two identical charts in one script run (same element id).
-        if self.presenting:  # the story readable from the back row
+        if presenter.on():  # the story readable from the back row (the same test as widgets.chart's)
             figure = figures.presented(figure)
         slot.plotly_chart(figure, key=f"chart-{next(self._keys)}", config={"displayModeBar": False})
 

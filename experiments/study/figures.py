@@ -92,10 +92,12 @@ def success_curve(rows: Sequence[Row], study_cap: float, cap: float | None = Non
 
 def nice_step(at_least: float) -> int:
     """The smallest of 1, 2, 5, 10, 20, 50… that is at least `at_least`: a tick every 131 classes read as noise."""
-    step = 1
-    while step < at_least:
-        step = step * 5 // 2 if str(step).startswith("2") else step * 2
-    return step
+    power = 1
+    while True:
+        for first in (1, 2, 5):
+            if first * power >= at_least:
+                return first * power
+        power *= 10
 
 
 def histogram(rates: dict[int, sus.Rate], kind: str) -> dict[str, Any]:
